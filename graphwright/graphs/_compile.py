@@ -213,8 +213,9 @@ def compile_spec(
         interrupt_after=spec.interrupt_after or None,
         name=spec.name,
     )
-    graph.graphwright_spec = spec  # what `run`/`resume` and the run record read back
-    return graph.with_config(recursion_limit=spec.max_steps)
+    graph = graph.with_config(recursion_limit=spec.max_steps)
+    graph.graphwright_spec = spec  # for drawing and for tools that want the source
+    return graph
 
 
 def _router(cases: list[Any], channels: Channels) -> Callable[[dict[str, Any]], str]:
