@@ -38,7 +38,27 @@ _EXPORTS: dict[str, str] = {
     "hookimpl": "graphwright.plugins",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "Component",
+    "GraphRunError",
+    "GraphSpec",
+    "NodeContext",
+    "Registry",
+    "RunResult",
+    "SpecError",
+    "SpecIssue",
+    "StateWriteError",
+    "__version__",
+    "check",
+    "compile_spec",
+    "default_registry",
+    "hookimpl",
+    "load",
+    "load_spec",
+    "parse_spec",
+    "resume_thread",
+    "run_spec",
+]
 
 if TYPE_CHECKING:
     from graphwright.graphs import (

@@ -23,7 +23,7 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(runs_app, name="runs")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per error: file:line stays greppable
 
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="where run records and the default "
                         "SQLite checkpoints live", envvar="GRAPHWRIGHT_RUNS_DIR")

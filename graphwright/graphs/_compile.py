@@ -67,7 +67,7 @@ def check(spec: GraphSpec, registry: Registry | None = None) -> tuple[list[SpecI
         if name not in channels.types:
             close = difflib.get_close_matches(name, list(channels.types), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            issues.append(spec.issue(f"{what} names unknown channel {name!r}{hint}", loc))
+            issues.append(spec.issue(f"{what} unknown channel {name!r}{hint}", loc))
 
     # node configs that declare the channels they read and write
     writes: dict[str, list[str]] = {}
@@ -76,9 +76,9 @@ def check(spec: GraphSpec, registry: Registry | None = None) -> tuple[list[SpecI
         written = node.writes if node.writes is not None else _declared(cfg, "writes")
         writes[node.id] = written
         for ch in written:
-            need_channel(ch, ("nodes", i, "with"), f"node {node.id!r} writes a channel that")
+            need_channel(ch, ("nodes", i, "with"), f"node {node.id!r} writes")
         for ch in _declared(cfg, "reads"):
-            need_channel(ch, ("nodes", i, "with"), f"node {node.id!r} reads a channel that")
+            need_channel(ch, ("nodes", i, "with"), f"node {node.id!r} reads")
 
     successors: dict[str, set[str]] = {}
     for e, edge in enumerate(spec.edges):
@@ -94,11 +94,11 @@ def check(spec: GraphSpec, registry: Registry | None = None) -> tuple[list[SpecI
                         issues.append(spec.issue(str(exc), ("edges", e, "when", c, "if")))
                         continue
                     for name in sorted(expr.names):
-                        need_channel(name, ("edges", e, "when", c, "if"), "the `when` expression")
+                        need_channel(name, ("edges", e, "when", c, "if"), "the `when` expression names")
         elif edge.map is not None:
             need_node(edge.map.to, ("edges", e, "map", "to"), allow=())
-            need_channel(edge.map.over, ("edges", e, "map", "over"), "the fan-out")
-            need_channel(edge.map.as_, ("edges", e, "map", "as"), "the fan-out")
+            need_channel(edge.map.over, ("edges", e, "map", "over"), "the fan-out is over")
+            need_channel(edge.map.as_, ("edges", e, "map", "as"), "the fan-out item (`as`) is")
             # every parallel copy of the target writes its channels in the same step
             for ch in writes.get(edge.map.to, []):
                 if ch in channels.types and channels.reducers.get(ch) is None:
@@ -133,7 +133,8 @@ def check(spec: GraphSpec, registry: Registry | None = None) -> tuple[list[SpecI
         for j, name in enumerate(getattr(spec, key)):
             need_node(name, (key, j), allow=())
 
-    if spec.nodes and not issues:
+    # reported together with every other problem (an unknown edge target is harmless here)
+    if spec.nodes:
         reached, todo = set(), [START]
         while todo:
             for nxt in successors.get(todo.pop(), ()):

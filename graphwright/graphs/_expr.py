@@ -103,7 +103,7 @@ class Expression:
     def evaluate(self, state: Mapping[str, Any]) -> Any:
         return self._eval(self._tree, state)
 
-    def _eval(self, node: ast.AST, env: Mapping[str, Any]) -> Any:  # noqa: C901 - a flat dispatch
+    def _eval(self, node: ast.AST, env: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):

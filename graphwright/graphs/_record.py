@@ -38,7 +38,7 @@ def jsonable(value: Any, key: str = "") -> Any:
     if callable(dump):  # pydantic models, langchain messages
         try:
             return jsonable(dump(mode="json"))
-        except Exception:  # noqa: BLE001 - fall through to repr
+        except Exception:
             pass
     return repr(value)
 

@@ -132,12 +132,12 @@ def _line_map(node: yaml.Node, loc: tuple[str | int, ...], out: dict[str, int]) 
     out.setdefault(key_path(loc), node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            sub = loc + (str(k.value),)
+            sub = (*loc, str(k.value))
             out[key_path(sub)] = k.start_mark.line + 1
             _line_map(v, sub, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _line_map(v, loc + (i,), out)
+            _line_map(v, (*loc, i), out)
 
 
 def parse_spec(text: str, path: Path | str | None = None) -> GraphSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 _SCALARS: dict[str, Any] = {
     "str": str,
@@ -39,7 +39,7 @@ def _build(node: ast.expr, text: str) -> Any:
     if isinstance(node, ast.Constant) and node.value is None:
         return type(None)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return Optional[_build(node.left, text)] if _is_none(node.right) else (
+        return _build(node.left, text) | None if _is_none(node.right) else (
             _build(node.left, text) | _build(node.right, text)
         )
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
@@ -49,7 +49,7 @@ def _build(node: ast.expr, text: str) -> Any:
             return list[built[0]]  # type: ignore[valid-type]
         if node.value.id == "dict" and len(built) == 2:
             return dict[built[0], built[1]]  # type: ignore[valid-type]
-    known = ", ".join(sorted(set(_SCALARS) - {"Any"}) + ["messages"])
+    known = ", ".join([*sorted(set(_SCALARS) - {"Any"}), "messages"])
     raise ValueError(f"unknown type {text!r} (use {known}, list[T], dict[K, V], T | None)")
 
 
