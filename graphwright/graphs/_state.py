@@ -40,9 +40,13 @@ class Channels:
         return ch
 
     def state_schema(self, name: str) -> type:
-        # langgraph only needs the keys and reducers; we check types ourselves on write
+        # langgraph needs the keys and reducers; we check types ourselves on write. A
+        # reduced channel still gets its container type, since langgraph starts it from
+        # `type()`; with Any it would take the first write as the whole value.
         fields = {
-            ch: (Annotated[Any, red] if red is not None else Any) for ch, red in self.reducers.items()
+            ch: (Annotated[_base(self.types[ch], self.reducer_names[ch]), red]
+                 if red is not None else Any)
+            for ch, red in self.reducers.items()
         }
         return TypedDict(f"{name}_state", fields, total=False)  # type: ignore[operator]
 
@@ -114,6 +118,15 @@ class Channels:
 
 
 _SERDE: dict[str, Any] = {}
+
+
+def _base(tp: Any, reducer: str | None) -> Any:
+    if reducer in ("append", "messages"):
+        return list
+    if reducer == "merge":
+        return dict
+    origin = getattr(tp, "__origin__", None) or tp
+    return origin if origin in (int, float, str, list, dict) else Any
 
 
 def _type_name(tp: Any) -> str:
