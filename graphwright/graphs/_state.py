@@ -99,8 +99,25 @@ class Channels:
                 f"{_short(value)} ({first['msg']})"
             ) from None
 
-    def wrap(self, node: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """The node as langgraph runs it: defaults filled in, writes checked."""
+    def wrap(self, node: str, fn: Any) -> Any:
+        """The node as langgraph runs it: defaults filled in, writes checked.
+
+        A node kind returns a plain function (sync or async) or, when it has both a
+        sync and an async way to run, a langchain `Runnable` (e.g. `RunnableLambda(f,
+        afunc=g)`), so the graph works under both `invoke` and `ainvoke`.
+        """
+        from langchain_core.runnables import Runnable, RunnableLambda
+
+        if isinstance(fn, Runnable):
+            runnable = fn
+
+            def run_sync(state: dict[str, Any]) -> Any:
+                return self.check_update(node, runnable.invoke(self.with_defaults(state)))
+
+            async def run_both(state: dict[str, Any]) -> Any:
+                return self.check_update(node, await runnable.ainvoke(self.with_defaults(state)))
+
+            return RunnableLambda(run_sync, afunc=run_both, name=node)
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
         ):

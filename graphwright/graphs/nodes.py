@@ -138,7 +138,7 @@ class SubgraphConfig(_Config):
         return list(self.outputs)
 
 
-def subgraph_node(config: SubgraphConfig, ctx: NodeContext) -> NodeFn:
+def subgraph_node(config: SubgraphConfig, ctx: NodeContext) -> Any:
     from graphwright.graphs._compile import compile_spec
     from graphwright.graphs._errors import SpecError, SpecIssue
 
@@ -149,14 +149,23 @@ def subgraph_node(config: SubgraphConfig, ctx: NodeContext) -> NodeFn:
         raise SpecError([SpecIssue(f"subgraph cycle: {chain}", "with.spec", str(path))])
     inner = compile_spec(path, registry=ctx.registry, options=ctx.options, _stack=stack)
 
-    async def run(state: dict[str, Any]) -> dict[str, Any]:
-        sub_in = {sub: state.get(ours) for sub, ours in config.inputs.items()}
-        # invoked inside a node, langgraph treats it as a nested graph: it shares the
-        # parent's checkpointer and its events stream with `subgraphs=True`
-        result = await inner.ainvoke(sub_in)
+    from langchain_core.runnables import RunnableLambda
+
+    def inputs(state: dict[str, Any]) -> dict[str, Any]:
+        return {sub: state.get(ours) for sub, ours in config.inputs.items()}
+
+    def outputs(result: dict[str, Any]) -> dict[str, Any]:
         return {ours: result.get(sub) for ours, sub in config.outputs.items()}
 
-    return run
+    # invoked inside a node, langgraph treats it as a nested graph: it shares the
+    # parent's checkpointer and its events stream with `subgraphs=True`
+    def run(state: dict[str, Any]) -> dict[str, Any]:
+        return outputs(inner.invoke(inputs(state)))
+
+    async def arun(state: dict[str, Any]) -> dict[str, Any]:
+        return outputs(await inner.ainvoke(inputs(state)))
+
+    return RunnableLambda(run, afunc=arun, name=ctx.node_id)
 
 
 # -- map --------------------------------------------------------------------
@@ -180,7 +189,9 @@ class MapConfig(_Config):
         return [self.output]
 
 
-def map_node(config: MapConfig, ctx: NodeContext) -> NodeFn:
+def map_node(config: MapConfig, ctx: NodeContext) -> Any:
+    from langchain_core.runnables import RunnableLambda
+
     inner_ctx = NodeContext(f"{ctx.node_id}.item", ctx.registry, ctx.base_dir, ctx.options)
     inner = ctx.registry.build("node_kind", config.node.kind, config.node.with_, ctx=inner_ctx)
     limit = asyncio.Semaphore(config.concurrency)
@@ -192,12 +203,25 @@ def map_node(config: MapConfig, ctx: NodeContext) -> NodeFn:
                 out = await out
             return (out or {}).get(config.collect)
 
-    async def run(state: dict[str, Any]) -> dict[str, Any]:
+    async def arun(state: dict[str, Any]) -> dict[str, Any]:
         items = state.get(config.over) or []
         results = await asyncio.gather(*(one(state, item) for item in items))
         return {config.output: list(results)}
 
-    return run
+    def run(state: dict[str, Any]) -> dict[str, Any]:
+        results = []
+        for item in state.get(config.over) or []:
+            out = inner({**state, config.as_: item})
+            if inspect.isawaitable(out):  # an async inner node under a sync invoke
+                out = asyncio.run(_awaited(out))
+            results.append((out or {}).get(config.collect))
+        return {config.output: results}
+
+    return RunnableLambda(run, afunc=arun, name=ctx.node_id)
+
+
+async def _awaited(aw: Any) -> Any:
+    return await aw
 
 
 def components() -> list[Component]:
