@@ -67,6 +67,16 @@ class RunRecord:
         }
         self._open: dict[str, dict[str, Any]] = {}
 
+    def write(self) -> Path:
+        """Write the record as it stands: at the start (so a killed run can be resumed
+        by thread id) and again when the run ends."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / "record.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=repr), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
     def task_started(self, task_id: str, name: str, namespace: tuple[str, ...]) -> None:
         self._open[task_id] = {
             "node": name,
@@ -97,10 +107,7 @@ class RunRecord:
         if usage:
             self.data["model_calls"] = usage.get("calls", [])
             self.data["usage"] = {k: v for k, v in usage.items() if k != "calls"}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / "record.json"
-        path.write_text(json.dumps(self.data, indent=2, default=repr), encoding="utf-8")
-        return path
+        return self.write()
 
 
 def find_thread_record(runs_dir: Path, thread_id: str) -> dict[str, Any] | None:
