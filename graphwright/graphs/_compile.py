@@ -226,7 +226,15 @@ def _router(cases: list[Any], channels: Channels) -> Callable[[dict[str, Any]], 
     def route(state: dict[str, Any]) -> str:
         view = channels.with_defaults(state)
         for expr, to in compiled:
-            if expr is not None and expr.evaluate(view):
+            if expr is None:
+                continue
+            try:
+                hit = expr.evaluate(view)
+            except Exception as exc:  # say which condition failed, not only the node before it
+                raise ExpressionError(
+                    f"`when: {expr.source}` (edge to {to!r}) failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            if hit:
                 return to
         return fallback
 

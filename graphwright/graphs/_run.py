@@ -76,6 +76,7 @@ async def run_spec(
     options = {**(options or {}), "run_dir": runs_dir}
     record = RunRecord(runs_dir, spec=spec, thread_id=thread_id, inputs=inputs or {},
                        checkpoint=checkpoint, resumed=_resumed)
+    record.write()
     async with open_async_checkpointer(
         checkpoint, default_path=default_checkpoint_path(runs_dir)
     ) as saver:
@@ -85,27 +86,44 @@ async def run_spec(
         if callbacks:
             config["callbacks"] = callbacks
         failed: tuple[str, BaseException] | None = None
+        last_node = "?"
         try:
             async for ns, mode, chunk in graph.astream(
                 inputs, config, stream_mode=["tasks", "updates", "messages"],
                 subgraphs=True, durability="sync",
             ):
                 _dispatch(record, on_event, ns, mode, chunk)
+                if mode == "tasks" and not ns and "input" in chunk:
+                    last_node = chunk["name"]
                 if mode == "tasks" and chunk.get("error") is not None and failed is None:
                     failed = (chunk["name"], chunk["error"])
         except Exception as exc:
+            from langgraph.errors import GraphRecursionError
+
             snapshot = await graph.aget_state(config)
             node = failed[0] if failed else _failed_node(exc)
+            err: Exception = exc
+            if isinstance(exc, GraphRecursionError):
+                # langgraph speaks of `recursion_limit`; the spec's knob is `max_steps`
+                node = last_node
+                err = StepLimitError(
+                    f"the graph did not reach END within max_steps={spec.max_steps} steps "
+                    "(a loop without an exit?); fix the loop or raise `max_steps` in the spec"
+                )
             record.finish("failed", state=snapshot.values, next_nodes=list(snapshot.next),
-                          error=f"{type(exc).__name__}: {exc}", usage=_usage(callbacks))
+                          error=f"{type(err).__name__}: {err}", usage=_usage(callbacks))
             if on_event:
-                on_event("error", (), node, exc)
-            raise GraphRunError(node, exc, thread_id) from exc
+                on_event("error", (), node, err)
+            raise GraphRunError(node, err, thread_id) from exc
         snapshot = await graph.aget_state(config)
     state = Channels.from_spec(spec, []).with_defaults(snapshot.values)
     status = "interrupted" if snapshot.next else "completed"
     path = record.finish(status, state=state, next_nodes=list(snapshot.next), usage=_usage(callbacks))
     return RunResult(record.run_id, thread_id, status, state, list(snapshot.next), path)
+
+
+class StepLimitError(RuntimeError):
+    """A run took more than the spec's `max_steps` supersteps."""
 
 
 def _failed_node(exc: BaseException) -> str:
@@ -171,6 +189,17 @@ async def resume_thread(
             raise SpecError([SpecIssue("the thread's checkpoint URL has a password; pass "
                                        "--checkpoint", "checkpoint")])
     loaded = load_spec(spec)
+    inputs: dict[str, Any] | None = None
+    async with open_async_checkpointer(
+        checkpoint, default_path=default_checkpoint_path(Path(runs_dir))
+    ) as saver:
+        if await saver.aget_tuple({"configurable": {"thread_id": thread_id}}) is None:
+            # killed before its first checkpoint: start over from the recorded inputs
+            if found is None:
+                raise SpecError([SpecIssue(f"thread {thread_id!r} has no checkpoint and no run "
+                                           "record to start it again from", "thread")])
+            inputs = {**found.get("inputs", {}), **(updates or {})}
+            updates = None
     if updates:
         check_inputs(loaded, updates)
         async with open_async_checkpointer(
@@ -178,6 +207,6 @@ async def resume_thread(
         ) as saver:
             graph = compile_spec(loaded, registry=registry, checkpointer=saver, options=options)
             await graph.aupdate_state({"configurable": {"thread_id": thread_id}}, updates)
-    return await run_spec(loaded, None, thread_id=thread_id, checkpoint=checkpoint,
+    return await run_spec(loaded, inputs, thread_id=thread_id, checkpoint=checkpoint,
                           runs_dir=runs_dir, registry=registry, options=options,
                           callbacks=callbacks, on_event=on_event, _resumed=True)

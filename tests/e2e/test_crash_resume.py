@@ -96,7 +96,7 @@ def test_sigkill_and_resume_runs_every_node_once_after_its_checkpoint(
             guards.append((checkpointed, effects_then))
             cmd = [str(BIN), "resume", thread, "--json", *common]
             continue
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
         break
 
