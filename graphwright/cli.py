@@ -59,7 +59,7 @@ def _parse_inputs(pairs: list[str], input_json: Path | None, spec: Any) -> dict[
         if not sep or not key:
             _fail(f"-i {pair!r}: expected key=value", 2)
         channel = spec.state.get(key)
-        if channel is not None and channel.type == "str":
+        if channel is not None and _takes_text(channel.type):
             values[key] = raw  # a string channel takes the text as given
         else:
             try:
@@ -67,6 +67,19 @@ def _parse_inputs(pairs: list[str], input_json: Path | None, spec: Any) -> dict[
             except ValueError:
                 values[key] = raw
     return values
+
+
+def _takes_text(type_text: str) -> bool:
+    """`str`, `str | None`, `str | int`: `-i k=123` stays the text "123" there."""
+    import typing
+
+    from graphwright.graphs._types import parse_type
+
+    try:
+        tp = parse_type(type_text)
+    except ValueError:
+        return False
+    return tp is str or str in typing.get_args(tp)
 
 
 class _Printer:
@@ -299,8 +312,11 @@ def runs_prune(
         age = parse_duration(older_than) if older_than else None
     except ValueError as exc:
         _fail(str(exc), 2)
-    result = prune(checkpoint, default_path=default_checkpoint_path(runs_dir),
-                   older_than=age, keep_last=keep_last)
+    try:
+        result = prune(checkpoint, default_path=default_checkpoint_path(runs_dir),
+                       older_than=age, keep_last=keep_last)
+    except ValueError as exc:  # e.g. --keep-last -1, or a checkpoint URL of no known form
+        _fail(str(exc), 2)
     out.print(json.dumps(result.model_dump(mode="json")))
 
 

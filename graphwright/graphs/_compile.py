@@ -34,7 +34,32 @@ def _configs(spec: GraphSpec, registry: Registry, issues: list[SpecIssue]) -> di
             for err in exc.errors():
                 loc = ("nodes", i, "with", *err["loc"])
                 issues.append(spec.issue(f"{err['msg']} (node kind {node.kind!r})", loc))
+            continue
+        _check_inner(spec, registry, configs[node.id], ("nodes", i, "with"), issues)
     return configs
+
+
+def _check_inner(spec: GraphSpec, registry: Registry, config: Any, at: tuple[str | int, ...],
+                 issues: list[SpecIssue]) -> None:
+    """Node kinds that wrap other node kinds (`map`) declare them with `inner_nodes()`:
+    `(key path under with:, kind, with)` each, checked here as a top-level node is."""
+    inner = getattr(config, "inner_nodes", None)
+    for sub, kind, with_ in (inner() if callable(inner) else ()):
+        try:
+            comp = registry.get("node_kind", kind).component
+        except UnknownComponentError as exc:
+            issues.append(spec.issue(str(exc), (*at, *sub, "kind")))
+            continue
+        if comp.config is None:
+            continue
+        try:
+            cfg = comp.config.model_validate(with_)
+        except ValidationError as exc:
+            for err in exc.errors():
+                issues.append(spec.issue(f"{err['msg']} (node kind {kind!r})",
+                                         (*at, *sub, "with", *err["loc"])))
+            continue
+        _check_inner(spec, registry, cfg, (*at, *sub, "with"), issues)
 
 
 def _declared(config: Any, method: str) -> list[str]:

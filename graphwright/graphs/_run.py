@@ -76,11 +76,13 @@ async def run_spec(
     options = {**(options or {}), "run_dir": runs_dir}
     record = RunRecord(runs_dir, spec=spec, thread_id=thread_id, inputs=inputs or {},
                        checkpoint=checkpoint, resumed=_resumed)
-    record.write()
     async with open_async_checkpointer(
         checkpoint, default_path=default_checkpoint_path(runs_dir)
     ) as saver:
         graph = compile_spec(spec, registry=registry, checkpointer=saver, options=options)
+        # written once the spec compiled (a spec error leaves no "running" record behind)
+        # and before any node runs (a run killed before its first checkpoint can restart)
+        record.write()
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id},
                                   "recursion_limit": spec.max_steps}
         if callbacks:

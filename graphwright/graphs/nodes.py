@@ -188,6 +188,10 @@ class MapConfig(_Config):
     def writes(self) -> list[str]:
         return [self.output]
 
+    def inner_nodes(self) -> list[tuple[tuple[str, ...], str, dict[str, Any]]]:
+        """The wrapped node, so `graph check` validates its kind and config too."""
+        return [(("node",), self.node.kind, self.node.with_)]
+
 
 def map_node(config: MapConfig, ctx: NodeContext) -> Any:
     from langchain_core.runnables import RunnableLambda
@@ -196,9 +200,16 @@ def map_node(config: MapConfig, ctx: NodeContext) -> Any:
     inner = ctx.registry.build("node_kind", config.node.kind, config.node.with_, ctx=inner_ctx)
     limit = asyncio.Semaphore(config.concurrency)
 
+    from langchain_core.runnables import Runnable
+
+    # the inner kind may be a plain function (sync or async) or a Runnable (subgraph, map)
+    def call(state: dict[str, Any]) -> Any:
+        return inner.invoke(state) if isinstance(inner, Runnable) else inner(state)
+
     async def one(state: dict[str, Any], item: Any) -> Any:
         async with limit:
-            out = inner({**state, config.as_: item})
+            sub = {**state, config.as_: item}
+            out = await inner.ainvoke(sub) if isinstance(inner, Runnable) else inner(sub)
             if inspect.isawaitable(out):
                 out = await out
             return (out or {}).get(config.collect)
@@ -211,7 +222,7 @@ def map_node(config: MapConfig, ctx: NodeContext) -> Any:
     def run(state: dict[str, Any]) -> dict[str, Any]:
         results = []
         for item in state.get(config.over) or []:
-            out = inner({**state, config.as_: item})
+            out = call({**state, config.as_: item})
             if inspect.isawaitable(out):  # an async inner node under a sync invoke
                 out = asyncio.run(_awaited(out))
             results.append((out or {}).get(config.collect))

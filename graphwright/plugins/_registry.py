@@ -83,7 +83,18 @@ class Registry:
                     reg.load_errors.append(msg)
                     warnings.warn(msg, PluginLoadWarning, stacklevel=2)
                     continue
-                reg.add_plugin(module, name=ep.name, distribution=dist, version=version)
+                try:
+                    reg.add_plugin(module, name=ep.name, distribution=dist, version=version)
+                except DuplicateComponentError:
+                    raise  # two plugins claim one name: the user must choose, never a guess
+                except Exception as exc:  # its hook raised (e.g. a lazy import inside it)
+                    msg = (
+                        f"graphwright plugin {ep.name!r} ({ep.value}, distribution {dist} "
+                        f"{version}) failed to register its components and was skipped: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    reg.load_errors.append(msg)
+                    warnings.warn(msg, PluginLoadWarning, stacklevel=2)
         for obj in plugins:
             reg.add_plugin(obj)
         return reg
@@ -98,17 +109,32 @@ class Registry:
     ) -> None:
         """Register a plugin object or module and collect its components."""
         pname = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if self._pm.is_registered(plugin):
+            return  # the same module found twice (e.g. twice on sys.path)
         if self._pm.has_plugin(pname):
-            return
+            # entry-point names are only unique within a distribution: two packages may
+            # both call theirs "plugin"; neither may silently hide the other
+            pname = f"{pname} ({distribution})"
         self._pm.register(plugin, name=pname)
         self._origin[pname] = (distribution, version)
-        for hook_name, kind in HOOK_KINDS.items():
-            hook = getattr(self._pm.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                if impl.plugin_name != pname:
-                    continue
-                for comp in impl.function() or ():
-                    self._add(kind, comp, pname)
+        found: list[tuple[ComponentKind, Any]] = []
+        try:
+            for hook_name, kind in HOOK_KINDS.items():
+                hook = getattr(self._pm.hook, hook_name)
+                for impl in hook.get_hookimpls():
+                    if impl.plugin_name == pname:
+                        found.extend((kind, comp) for comp in impl.function() or ())
+            for kind, comp in found:
+                if not isinstance(comp, Component):
+                    raise PluginError(
+                        f"plugin {pname!r} returned {type(comp).__name__} from its {kind} hook; "
+                        "expected graphwright.plugins.Component"
+                    )
+        except Exception:
+            self._pm.unregister(name=pname)  # all of a plugin or none of it
+            raise
+        for kind, comp in found:
+            self._add(kind, comp, pname)
 
     def _add(self, kind: ComponentKind, comp: Component, plugin: str) -> None:
         if not isinstance(comp, Component):

@@ -47,6 +47,10 @@ class NodeKindConformance:
 
     @staticmethod
     def _call(fn: Any, state: dict[str, Any]) -> Any:
+        from langchain_core.runnables import Runnable
+
+        if isinstance(fn, Runnable):  # a kind with both a sync and an async way to run
+            return asyncio.run(fn.ainvoke(state))
         out = fn(state)
         if inspect.isawaitable(out):
             out = asyncio.run(_await(out))
