@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from graphwright.plugins import Registry
 from graphwright.testing.postgres import PostgresCluster
 
 _db_numbers = itertools.count()
@@ -24,3 +25,16 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 def pg_url(postgres_cluster: PostgresCluster) -> str:
     """URL of a new, empty database in the session cluster."""
     return postgres_cluster.create_database(f"test_{next(_db_numbers)}")
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    """graphwright's built-ins, registered through their plugin module exactly as the entry
+    point does, without any other installed plugin."""
+    return builtin_registry()
+
+
+def builtin_registry() -> Registry:
+    import graphwright._builtins as builtins
+
+    return Registry.discover(entry_points=False, plugins=[builtins])

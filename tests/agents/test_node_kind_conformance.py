@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from graphwright import agents, providers, tools
-from graphwright.plugins import Registry, hookimpl
+from graphwright.plugins import Registry
 from graphwright.testing.node_kind_suite import NodeKindConformance
-
-
-class _Builtins:
-    @hookimpl
-    def register_providers(self):  # type: ignore[no-untyped-def]
-        return providers.components()
-
-    @hookimpl
-    def register_tools(self):  # type: ignore[no-untyped-def]
-        return tools.components()
-
-    @hookimpl
-    def register_node_kinds(self):  # type: ignore[no-untyped-def]
-        return agents.components()
 
 
 class _Mine(NodeKindConformance):
     def make_registry(self) -> Registry:
-        return Registry.discover(entry_points=False, plugins=[_Builtins()])
+        import graphwright._builtins as builtins
+
+        return Registry.discover(entry_points=False, plugins=[builtins])
 
 
 class TestLLM(_Mine):
