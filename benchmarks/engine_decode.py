@@ -1,0 +1,256 @@
+"""Local engine speed, side by side with transformers (and llama.cpp when installed).
+
+    .venv/bin/python benchmarks/engine_decode.py [--new-tokens 128] [--repeats 3] [--quick]
+
+Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16, int8 weight-only)
+and transformers ``generate`` on the same GGUF; aggregate tokens/s with 1, 4 and 16 concurrent
+requests through the scheduler; load time cold and warm. Medians of ``--repeats`` runs; this
+machine is shared and noisy, so compare ratios taken in one run. Writes
+benchmarks/results/engine_decode.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from graphwright.engine.llm import LocalEngine
+from graphwright.engine.sampling import SamplingParams
+from graphwright.engine.weights import resolve_model
+
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+RESULTS = Path(__file__).parent / "results" / "engine_decode.json"
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def long_prompt(engine: LocalEngine, n: int, salt: int) -> list[int]:
+    words = engine.tokenizer.encode(
+        f"Document {salt}. " + "The quick brown fox jumps over the lazy dog. " * (n // 5)
+    )
+    return words[:n]
+
+
+class EngineRunner:
+    """Our engine: one batch-1 decode run and one prefill run per call."""
+
+    def __init__(self, engine: LocalEngine, prompt: list[int], new_tokens: int, prefill_len: int) -> None:
+        self.engine, self.prompt, self.new_tokens, self.prefill_len = engine, prompt, new_tokens, prefill_len
+        self.tokens: list[int] = []
+        self.calls = 0
+        engine.generate(prompt, SamplingParams(temperature=0, max_tokens=4))  # warm-up
+
+    def decode(self) -> float:
+        n = self.new_tokens
+        handle = self.engine.submit(self.prompt, SamplingParams(temperature=0, max_tokens=n, min_tokens=n))
+        stamps = [time.perf_counter() for _ in handle]
+        self.tokens = handle.result().outputs[0].token_ids
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+    def prefill(self) -> float:
+        self.calls += 1
+        long = long_prompt(self.engine, self.prefill_len, self.calls)  # new each time: no cache hit
+        t0 = time.perf_counter()
+        self.engine.generate(long, SamplingParams(temperature=0, max_tokens=1))
+        return len(long) / (time.perf_counter() - t0)
+
+
+def bench_concurrency(engine: LocalEngine, levels: list[int], new_tokens: int) -> dict[int, float]:
+    out = {}
+    for c in levels:
+        prompts = [
+            engine.encode_chat([{"role": "user", "content": f"{PROMPT} (variant {i})"}]) for i in range(c)
+        ]
+        params = SamplingParams(temperature=0, max_tokens=new_tokens, min_tokens=new_tokens)
+        t0 = time.perf_counter()
+        handles = [engine.submit(p, params) for p in prompts]
+        total = sum(h.result().completion_tokens for h in handles)
+        out[c] = total / (time.perf_counter() - t0)
+    return out
+
+
+class TransformersRunner:
+    """transformers' LlamaForCausalLM on the same GGUF, through ``generate``."""
+
+    def __init__(self, prompt: list[int], new_tokens: int, filler: list[int]) -> None:
+        from transformers import AutoModelForCausalLM
+
+        path = resolve_model("smollm2")
+        t0 = time.perf_counter()
+        self.model = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=torch.float32
+        ).eval()
+        self.load_s = time.perf_counter() - t0
+        self.x, self.new_tokens, self.filler = torch.tensor([prompt]), new_tokens, filler
+        self.kw: dict[str, Any] = dict(
+            do_sample=False, attention_mask=torch.ones_like(self.x), pad_token_id=2
+        )
+        self.tokens: list[int] = []
+        self._generate(2)
+
+    def _generate(self, n: int) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.generate(self.x, max_new_tokens=n, min_new_tokens=n, **self.kw)
+
+    def decode(self) -> float:
+        t0 = time.perf_counter()
+        self._generate(1)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = self._generate(self.new_tokens)
+        self.tokens = out[0, self.x.shape[1] :].tolist()
+        return (self.new_tokens - 1) / (time.perf_counter() - t0 - first)
+
+    def prefill(self) -> float:
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            self.model(torch.tensor([self.filler]))
+            return len(self.filler) / (time.perf_counter() - t0)
+
+
+def bench_llama_cpp(ids: list[int], new_tokens: int, repeats: int) -> dict[str, Any] | None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(resolve_model("smollm2")), n_ctx=2048, verbose=False, n_threads=os.cpu_count())
+    decode = []
+    for _ in range(repeats):
+        llm.reset()
+        stamps = []
+        for _tok in llm.generate(ids, temp=0.0, top_k=1):
+            stamps.append(time.perf_counter())
+            if len(stamps) >= new_tokens:
+                break
+        decode.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
+    return {"decode_tok_s": median(decode)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--prefill-len", type=int, default=512)
+    ap.add_argument("--quick", action="store_true", help="32 new tokens, 1 repeat, no transformers")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.new_tokens, args.repeats = 32, 1
+
+    # Load time: a fresh cache directory (cold: dequantize + write the cache), then again (warm).
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        LocalEngine.load("smollm2", cache_dir=cache).close()
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        LocalEngine.load("smollm2", cache_dir=cache).close()
+        warm = time.perf_counter() - t0
+
+    # Every system is loaded first, then measured in turns (A, B, C, A, B, C, ...): on a shared,
+    # noisy machine this keeps the load drift out of the ratios.
+    engines = {
+        "engine fp32 (exact)": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32"),
+        "engine bf16": LocalEngine.load("smollm2", prefix_caching=False, dtype="bfloat16"),
+        "engine int8": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32", quantize="int8"),
+    }
+    fp32 = engines["engine fp32 (exact)"]
+    prompt_ids = fp32.encode_chat([{"role": "user", "content": PROMPT}])
+    filler = long_prompt(fp32, args.prefill_len, 0)
+    runners: dict[str, Any] = {
+        k: EngineRunner(e, prompt_ids, args.new_tokens, args.prefill_len) for k, e in engines.items()
+    }
+    hf: TransformersRunner | None = None
+    if not args.quick:
+        hf = runners["transformers fp32"] = TransformersRunner(prompt_ids, args.new_tokens, filler)
+    samples: dict[str, dict[str, list[float]]] = {k: {"decode": [], "prefill": []} for k in runners}
+    for _ in range(args.repeats):
+        for name, runner in runners.items():
+            samples[name]["decode"].append(runner.decode())
+            samples[name]["prefill"].append(runner.prefill())
+    rows: dict[str, dict[str, Any]] = {
+        name: {
+            "decode_tok_s": median(samples[name]["decode"]),
+            "prefill_tok_s": median(samples[name]["prefill"]),
+            "decode_samples": samples[name]["decode"],
+            "prefill_samples": samples[name]["prefill"],
+            "tokens": runner.tokens,
+        }
+        for name, runner in runners.items()
+    }
+    if hf is not None:
+        rows["transformers fp32"]["load_s"] = hf.load_s
+    concurrency = bench_concurrency(fp32, [1, 4, 16], min(64, args.new_tokens))
+    for e in engines.values():
+        e.close()
+    llama = bench_llama_cpp(prompt_ids, args.new_tokens, args.repeats)
+    if llama:
+        rows["llama.cpp (Q4_1)"] = llama
+
+    ref = rows.get("transformers fp32")
+    print(
+        f"\nSmolLM2-135M, {len(prompt_ids)}-token chat prompt, {args.new_tokens} new tokens, "
+        f"prefill at {args.prefill_len} tokens, {torch.get_num_threads()} threads, medians of {args.repeats}"
+    )
+    print(
+        f"{'':24} {'decode tok/s':>12} {'x hf':>6} {'prefill tok/s':>14} {'x hf':>6} "
+        f"{'same tokens as hf':>18}"
+    )
+    for name, r in rows.items():
+        dx = f"{r['decode_tok_s'] / ref['decode_tok_s']:.2f}" if ref else "-"
+        pf = r.get("prefill_tok_s")
+        px = f"{pf / ref['prefill_tok_s']:.2f}" if ref and pf else "-"
+        same = "-" if not ref or "tokens" not in r else str(r["tokens"] == ref["tokens"])
+        print(f"{name:24} {r['decode_tok_s']:12.1f} {dx:>6} {pf or 0:14.1f} {px:>6} {same:>18}")
+    if llama:
+        print(f"int8 vs llama.cpp decode: {rows['engine int8']['decode_tok_s'] / llama['decode_tok_s']:.2f}x")
+    base = concurrency.get(1, 0.0)
+    print(
+        "concurrent requests (fp32):  "
+        + "  ".join(f"{c}: {v:.1f} tok/s ({v / base:.1f}x)" for c, v in concurrency.items())
+    )
+    print(
+        f"load: cold {cold:.2f} s, warm {warm:.2f} s"
+        + (f"; transformers {ref['load_s']:.1f} s" if ref else "")
+    )
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "config": {
+                    **vars(args),
+                    "threads": torch.get_num_threads(),
+                    "prompt_tokens": len(prompt_ids),
+                },
+                "batch1": {k: {kk: vv for kk, vv in v.items() if kk != "tokens"} for k, v in rows.items()},
+                "same_tokens_as_transformers": {
+                    k: v["tokens"] == ref["tokens"] for k, v in rows.items() if ref and "tokens" in v
+                },
+                "concurrency_tok_s": concurrency,
+                "concurrency_ratio_16_vs_1": concurrency.get(16, 0.0) / base if base else None,
+                "load_s": {"cold": cold, "warm": warm},
+                "load_average_after": os.getloadavg(),
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

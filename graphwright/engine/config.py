@@ -1,0 +1,81 @@
+"""Configuration of a Llama-family model and of the engine that runs it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+DType = Literal["float32", "bfloat16", "float16"]
+Quantize = Literal["none", "int8"]
+
+
+class RopeScaling(BaseModel):
+    """RoPE frequency scaling, as in a Hugging Face ``config.json``'s ``rope_scaling``."""
+
+    rope_type: Literal["linear", "llama3"] = "linear"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+class ModelConfig(BaseModel):
+    """Shape of a Llama-family decoder; field names follow Hugging Face's ``LlamaConfig``."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rope_theta: float = 10000.0
+    rope_scaling: RopeScaling | None = None
+    rms_norm_eps: float = 1e-5
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = None
+    eos_token_ids: list[int] = Field(default_factory=list)
+
+    @classmethod
+    def from_hf(cls, cfg: dict[str, Any]) -> ModelConfig:
+        heads = int(cfg["num_attention_heads"])
+        eos = cfg.get("eos_token_id")
+        scaling = cfg.get("rope_scaling")
+        if scaling:
+            scaling = dict(scaling)
+            scaling["rope_type"] = scaling.get("rope_type") or scaling.get("type") or "linear"
+            if scaling["rope_type"] == "default":
+                scaling = None
+        return cls(
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_hidden_layers=cfg["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=cfg.get("num_key_value_heads") or heads,
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+            rope_theta=cfg.get("rope_theta", 10000.0),
+            rope_scaling=RopeScaling(**scaling) if scaling else None,
+            rms_norm_eps=cfg.get("rms_norm_eps", 1e-5),
+            max_position_embeddings=cfg.get("max_position_embeddings", 2048),
+            tie_word_embeddings=cfg.get("tie_word_embeddings", False),
+            bos_token_id=cfg.get("bos_token_id"),
+            eos_token_ids=[] if eos is None else ([eos] if isinstance(eos, int) else list(eos)),
+        )
+
+
+class EngineConfig(BaseModel):
+    """How the engine runs a model: precision, KV-cache size, batching limits."""
+
+    model: str = "smollm2"
+    dtype: DType | None = None  # None: float32 on CPU (the exact mode), bfloat16 on CUDA
+    quantize: Quantize = "none"
+    device: str | None = None  # None: cuda when available, else cpu
+    block_size: int = Field(default=16, ge=1)
+    num_blocks: int | None = Field(default=None, ge=2)  # None: enough for max_num_seqs x 1024
+    max_num_seqs: int = Field(default=32, ge=1)
+    max_model_len: int | None = None  # None: the model's context length
+    prefix_caching: bool = True
+    cache_dir: str | None = None  # dequantized-weight cache; None: $GRAPHWRIGHT_CACHE or ~/.cache

@@ -1,0 +1,275 @@
+"""A Llama-family decoder in plain torch: the reference every faster path is checked against.
+
+RMSNorm -> grouped-query attention with RoPE -> RMSNorm -> SwiGLU, repeated, then a final norm
+and the (optionally tied) output head. The arithmetic follows Hugging Face's ``LlamaModel`` op
+for op in float32, so greedy decoding gives the same tokens. Two fusions that change no
+arithmetic are applied: q/k/v share one matmul, and so do the gate and up projections (each
+output is still the same dot product of one weight row with the input).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from graphwright.engine.config import ModelConfig, Quantize
+
+
+@dataclass
+class AttentionInputs:
+    """Where each layer writes the new keys/values and which cache slots it attends over.
+
+    ``k_cache[layer]`` / ``v_cache[layer]`` are ``[num_slots, n_kv_heads, head_dim]``: the paged
+    cache's blocks laid end to end, so that a slot is ``block * block_size + offset``.
+    """
+
+    k_cache: list[Tensor]
+    v_cache: list[Tensor]
+    write_slots: Tensor  # [B * T] slot of each new token
+    read_slots: Tensor  # [B, L] slots of each sequence's whole context, new tokens included
+    mask: Tensor | None  # [B, 1, T, L] bool, True = attend; None = attend to all L
+    fresh: bool = False  # the context is just the new tokens: attend causally, no gather
+
+
+def _linear(weight: Tensor) -> nn.Linear:
+    """An ``nn.Linear`` around an existing weight (no bias), skipping the default init."""
+    lin = nn.Linear.__new__(nn.Linear)
+    nn.Module.__init__(lin)
+    lin.in_features, lin.out_features = weight.shape[1], weight.shape[0]
+    lin.weight = nn.Parameter(weight, requires_grad=False)
+    lin.register_parameter("bias", None)
+    return lin
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, weight: Tensor, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(weight, requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(dtype)
+
+
+def rope_inv_freq(cfg: ModelConfig) -> Tensor:
+    dim = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    s = cfg.rope_scaling
+    if s is None:
+        return inv_freq
+    if s.rope_type == "linear":
+        return inv_freq / s.factor
+    # llama3: long wavelengths are slowed by `factor`, short ones kept, a smooth blend between.
+    low_wavelen = s.original_max_position_embeddings / s.low_freq_factor
+    high_wavelen = s.original_max_position_embeddings / s.high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / s.factor, inv_freq)
+    smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) / (
+        s.high_freq_factor - s.low_freq_factor
+    )
+    blended = (1 - smooth) * scaled / s.factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(medium, blended, scaled)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 (one scale per output row); activations stay in the model's dtype."""
+
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        w = weight.float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+        self.weight: Tensor
+        self.scales: Tensor
+        self.scales_bf16: Tensor
+        self.register_buffer("weight", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scales)
+        self.register_buffer("scales_bf16", scales.to(torch.bfloat16))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if x.device.type == "cpu" and x2.shape[0] >= 32:
+            # Prefill is compute-bound: widen the weight to bfloat16 (cheap next to 32+ rows of
+            # work) and take the AMX/AVX512 bf16 matmul, ~10x the int8 kernel's speed at 512 rows.
+            w = self.weight.to(torch.bfloat16) * self.scales_bf16[:, None]
+            out = F.linear(x2.to(torch.bfloat16), w)
+        elif x.device.type == "cpu":
+            # The CPU kernel is vectorized for bfloat16 activations only (fp32 runs ~10x slower).
+            out = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16), self.weight, self.scales_bf16)
+        else:
+            out = F.linear(x2, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
+        return out.to(x.dtype).reshape(*shape[:-1], -1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, wqkv: nn.Module, wo: nn.Module) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        )
+        self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        self.wqkv, self.wo = wqkv, wo  # q, k and v rows stacked: one matmul
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, layer: int, attn: AttentionInputs | None
+    ) -> Tensor:
+        bsz, seqlen, _ = x.shape
+        qkv = self.wqkv(x)
+        # q and k heads get RoPE together (the same per-element arithmetic, half the ops).
+        qk = qkv[..., : self.q_size + self.kv_size].view(bsz, seqlen, self.n_heads + self.n_kv, self.head_dim)
+        qk = qk * cos + rotate_half(qk) * sin  # cos, sin: [B, T, 1, head_dim]
+        q = qk[:, :, : self.n_heads].transpose(1, 2)  # [B, H, T, D]
+        k = qk[:, :, self.n_heads :]  # [B, T, KV, D]
+        v = qkv[..., self.q_size + self.kv_size :].view(bsz, seqlen, self.n_kv, self.head_dim)
+        scale = self.head_dim**-0.5
+        if attn is not None:
+            kc, vc = attn.k_cache[layer], attn.v_cache[layer]
+            kc.index_copy_(0, attn.write_slots, k.reshape(-1, self.n_kv, self.head_dim).to(kc.dtype))
+            vc.index_copy_(0, attn.write_slots, v.reshape(-1, self.n_kv, self.head_dim).to(vc.dtype))
+        if attn is None or attn.fresh:  # plain causal attention over the tokens given
+            out = F.scaled_dot_product_attention(
+                q, k.transpose(1, 2), v.transpose(1, 2), is_causal=seqlen > 1, scale=scale, enable_gqa=True
+            )
+        else:
+            ctx = attn.read_slots.shape[1]
+            keys = kc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
+            values = vc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
+            out = F.scaled_dot_product_attention(
+                q,
+                keys.transpose(1, 2),
+                values.transpose(1, 2),
+                attn_mask=attn.mask,
+                scale=scale,
+                enable_gqa=True,
+            )
+        return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, self.q_size))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig, w_gate_up: nn.Module, w_down: nn.Module) -> None:
+        super().__init__()
+        self.hidden = cfg.intermediate_size
+        self.w_gate_up, self.w_down = w_gate_up, w_down  # gate and up rows stacked
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.w_gate_up(x).split(self.hidden, dim=-1)
+        return self.w_down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(
+        self, input_layernorm: RMSNorm, attn: Attention, post_attention_layernorm: RMSNorm, mlp: MLP
+    ) -> None:
+        super().__init__()
+        self.input_layernorm, self.attn = input_layernorm, attn
+        self.post_attention_layernorm, self.mlp = post_attention_layernorm, mlp
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, layer: int, attn: AttentionInputs | None
+    ) -> Tensor:
+        h = x + self.attn(self.input_layernorm(x), cos, sin, layer, attn)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class Transformer(nn.Module):
+    def __init__(
+        self, cfg: ModelConfig, embed: Tensor, layers: list[Block], norm: RMSNorm, lm_head: nn.Module
+    ) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed_tokens = nn.Embedding.from_pretrained(embed, freeze=True)
+        self.layers = nn.ModuleList(layers)
+        self.norm = norm
+        self.lm_head = lm_head
+        self.inv_freq: Tensor
+        self.register_buffer("inv_freq", rope_inv_freq(cfg).to(embed.device), persistent=False)
+
+    def forward(
+        self,
+        input_ids: Tensor,  # [B, T]
+        positions: Tensor,  # [B, T]
+        attn: AttentionInputs | None = None,
+        logits_index: Tensor | None = None,  # [B] which position of each row needs logits; None: all
+    ) -> Tensor:
+        x = self.embed_tokens(input_ids)
+        # The RoPE angles are computed in float32 as transformers does, then cast.
+        freqs = positions.float()[..., None] * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None]  # [B, T, 1, head_dim]
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, i, attn)
+        if logits_index is not None:
+            # Only the positions that are sampled from need the (large) output projection.
+            x = x[torch.arange(x.shape[0], device=x.device), logits_index][:, None]
+        return self.lm_head(self.norm(x)).float()
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        cfg: ModelConfig,
+        state: dict[str, Tensor],
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        quantize: Quantize = "none",
+    ) -> Transformer:
+        """Build from Hugging Face Llama names (``model.layers.0.self_attn.q_proj.weight`` ...).
+
+        Pre-fused ``qkv_proj`` / ``gate_up_proj`` weights (what the GGUF cache stores) are taken
+        as they are; separate ones are stacked here.
+        """
+
+        def get(*names: str) -> Tensor:
+            missing = [n for n in names if n not in state]
+            if missing:
+                raise KeyError(f"weight {missing[0]} missing from the checkpoint")
+            return torch.cat([state[n] for n in names]) if len(names) > 1 else state[names[0]]
+
+        def linear(fused: str, *parts: str) -> nn.Module:
+            w = state[fused] if fused in state else get(*parts)
+            if quantize == "int8":
+                return Int8Linear(w.to(device))
+            return _linear(w.to(device=device, dtype=dtype))
+
+        def norm(name: str) -> RMSNorm:
+            return RMSNorm(get(name).to(device=device, dtype=dtype), cfg.rms_norm_eps)
+
+        layers = []
+        for i in range(cfg.num_hidden_layers):
+            p, a = f"model.layers.{i}.", f"model.layers.{i}.self_attn."
+            wqkv = linear(
+                a + "qkv_proj.weight", a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"
+            )
+            mlp = MLP(
+                cfg,
+                linear(p + "mlp.gate_up_proj.weight", p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
+                linear(p + "mlp.down_proj.weight", p + "mlp.down_proj.weight"),
+            )
+            attn = Attention(cfg, wqkv, linear(a + "o_proj.weight", a + "o_proj.weight"))
+            layers.append(
+                Block(
+                    norm(p + "input_layernorm.weight"), attn, norm(p + "post_attention_layernorm.weight"), mlp
+                )
+            )
+        embed = get("model.embed_tokens.weight").to(device=device, dtype=dtype)
+        tied = cfg.tie_word_embeddings or "lm_head.weight" not in state
+        head_w = state["model.embed_tokens.weight"] if tied else get("lm_head.weight")
+        if quantize == "int8":
+            head: nn.Module = Int8Linear(head_w.to(device))
+        else:
+            head = _linear(embed if tied else head_w.to(device=device, dtype=dtype))  # tied: one tensor
+        return cls(cfg, embed, layers, norm("model.norm.weight"), head).eval()

@@ -1,0 +1,251 @@
+"""Continuous batching: sequences join and leave the running batch at every step.
+
+One :meth:`Scheduler.step` admits waiting sequences while KV blocks allow (each one's prompt is
+prefilled on admission, reusing cached prefix blocks), then runs one batched decode step for
+all running sequences, emits each sequence's new token to its own callback, and frees the
+blocks of sequences that finished or were cancelled. When the blocks run out mid-decode, the
+most recently admitted sequence is preempted: its blocks are freed and it waits again at the
+front of the queue, to be recomputed from its tokens (nothing is dropped).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from graphwright.engine.kv_cache import BlockManager, BlockTable, KVCache
+from graphwright.engine.model import AttentionInputs, Transformer
+from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint, sample
+from graphwright.engine.tokenizer import IncrementalDetokenizer, Tokenizer
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+_ids = itertools.count()
+
+
+@dataclass
+class TokenEvent:
+    """One step of one sequence: a new token (None on a bare finish) and the text it made final."""
+
+    seq_id: int
+    token_id: int | None
+    text: str
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+
+
+@dataclass
+class Sequence:
+    prompt_ids: list[int]
+    params: SamplingParams
+    sampler: SamplerState
+    detok: IncrementalDetokenizer
+    max_tokens: int
+    on_event: Callable[[TokenEvent], None]
+    constraint: TokenConstraint | None = None
+    seq_id: int = field(default_factory=lambda: next(_ids))
+    output_ids: list[int] = field(default_factory=list)
+    output_logprobs: list[float] = field(default_factory=list)
+    output_top: list[list[tuple[int, float]]] = field(default_factory=list)  # top_logprobs per token
+    table: BlockTable | None = None
+    finish_reason: FinishReason | None = None
+    cancelled: bool = False
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.prompt_ids + self.output_ids
+
+    @property
+    def mean_logprob(self) -> float:
+        return sum(self.output_logprobs) / max(1, len(self.output_logprobs))
+
+
+class Scheduler:
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        kv: KVCache,
+        blocks: BlockManager,
+        max_num_seqs: int,
+        max_model_len: int,
+        device: torch.device,
+    ) -> None:
+        self.model, self.tokenizer, self.kv, self.blocks = model, tokenizer, kv, blocks
+        self.max_num_seqs, self.max_model_len, self.device = max_num_seqs, max_model_len, device
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.lock = threading.Lock()  # guards `waiting`, which other threads append to
+        self.num_preemptions = 0
+        self._eos = set(tokenizer.eos_token_ids)
+
+    def add(self, seq: Sequence) -> None:
+        with self.lock:
+            self.waiting.append(seq)
+
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    @torch.inference_mode()
+    def step(self) -> int:
+        """Admit, prefill, decode once; return how many tokens were produced."""
+        produced = 0
+        self._drop_cancelled()
+        while len(self.running) < self.max_num_seqs:
+            with self.lock:
+                if not self.waiting:
+                    break
+                seq = self.waiting[0]
+                table = self.blocks.allocate(seq.all_ids)
+                if table is None:
+                    break  # out of blocks: it waits (in order) until a running sequence ends
+                self.waiting.popleft()
+            seq.table = table
+            self._prefill(seq)
+            produced += 1
+            if seq.finish_reason is None:
+                self.running.append(seq)
+        decoding = [s for s in self.running if s.output_ids and s.table is not None]
+        decoding = self._reserve_slots(decoding)
+        if decoding:
+            self._decode(decoding)
+            produced += len(decoding)
+        self.running = [s for s in self.running if s.finish_reason is None]
+        return produced
+
+    # -- model calls ----------------------------------------------------------------------
+
+    def _prefill(self, seq: Sequence) -> None:
+        assert seq.table is not None
+        ids, start = seq.all_ids, seq.table.num_cached_tokens
+        n, new = len(ids), len(ids) - start
+        if not seq.output_ids:
+            seq.cached_tokens = start
+        dev = self.device
+        slots = self._slot_rows([seq.table], n)  # [1, n]
+        q_pos = torch.arange(start, n, device=dev)
+        mask = None
+        if start:  # after a prefix-cache hit the new tokens also attend to the cached ones
+            mask = (torch.arange(n, device=dev)[None, :] <= q_pos[:, None])[None, None]  # [1,1,new,n]
+        attn = AttentionInputs(self.kv.k, self.kv.v, slots[0, start:], slots, mask, fresh=start == 0)
+        logits = self.model(
+            torch.tensor([ids[start:]], device=dev), q_pos[None], attn, torch.tensor([new - 1], device=dev)
+        )
+        self.blocks.commit(seq.table, ids)
+        self._accept([seq], logits[:, -1])
+
+    def _decode(self, seqs: list[Sequence]) -> None:
+        tables = [s.table for s in seqs if s.table is not None]
+        lengths = [t.num_tokens for t in tables]
+        longest = max(lengths)
+        dev = self.device
+        slots = self._slot_rows(tables, longest)  # [B, longest]
+        lens = torch.tensor(lengths, device=dev)
+        write = slots.gather(1, (lens - 1)[:, None]).view(-1)
+        mask = None
+        if len(seqs) > 1:
+            mask = (torch.arange(longest, device=dev)[None, :] < lens[:, None])[:, None, None, :]
+        attn = AttentionInputs(self.kv.k, self.kv.v, write, slots, mask)
+        inputs = torch.tensor([[s.output_ids[-1]] for s in seqs], device=dev)
+        logits = self.model(inputs, (lens - 1)[:, None], attn)
+        for s in seqs:
+            assert s.table is not None
+            self.blocks.commit(s.table, s.all_ids[: s.table.num_tokens])
+        self._accept(seqs, logits[:, -1])
+
+    def _slot_rows(self, tables: list[BlockTable], length: int) -> torch.Tensor:
+        bs = self.blocks.block_size
+        nblocks = -(-length // bs)
+        rows = [t.blocks[:nblocks] + [0] * (nblocks - len(t.blocks[:nblocks])) for t in tables]
+        blocks = torch.tensor(rows, device=self.device)
+        slots = (blocks[:, :, None] * bs + torch.arange(bs, device=self.device)).view(len(tables), -1)
+        return slots[:, :length]
+
+    def _reserve_slots(self, seqs: list[Sequence]) -> list[Sequence]:
+        """Give each decoding sequence a slot for its pending token, preempting if blocks run out."""
+        ready: list[Sequence] = []
+        queue = list(seqs)
+        while queue:
+            seq = queue.pop(0)
+            assert seq.table is not None
+            while not self.blocks.can_append(seq.table):
+                victim = queue.pop() if queue else seq  # the newest sequence gives way
+                self._preempt(victim)
+                if victim is seq:
+                    break
+            else:
+                self.blocks.append_slot(seq.table)
+                ready.append(seq)
+        return ready
+
+    def _preempt(self, seq: Sequence) -> None:
+        assert seq.table is not None
+        self.blocks.free(seq.table)
+        seq.table = None
+        self.num_preemptions += 1
+        self.running.remove(seq)
+        with self.lock:
+            self.waiting.appendleft(seq)
+
+    # -- tokens out -----------------------------------------------------------------------
+
+    def _accept(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
+        result = sample(logits, [s.sampler for s in seqs], [s.constraint for s in seqs])
+        for i, seq in enumerate(seqs):
+            tok = result.tokens[i]
+            if seq.constraint is not None:
+                seq.constraint.accept_token(tok)
+            seq.output_ids.append(tok)
+            seq.output_logprobs.append(result.logprobs[i])
+            seq.output_top.append(result.top_logprobs[i])
+            reason: FinishReason | None = None
+            text = ""
+            if (tok in self._eos and not seq.params.ignore_eos) or tok in seq.params.stop_token_ids:
+                reason = "stop"
+            else:
+                text = seq.detok.add(tok)
+                if seq.detok.stopped or (seq.constraint is not None and seq.constraint.is_terminated()):
+                    reason = "stop"
+                elif len(seq.output_ids) >= seq.max_tokens or len(seq.all_ids) >= self.max_model_len:
+                    reason = "length"
+            if reason is not None:
+                text += seq.detok.flush()
+                self._finish(seq, reason)
+            seq.on_event(
+                TokenEvent(seq.seq_id, tok, text, result.logprobs[i], result.top_logprobs[i], reason)
+            )
+
+    def _finish(self, seq: Sequence, reason: FinishReason) -> None:
+        seq.finish_reason = reason
+        if seq.table is not None:
+            self.blocks.free(seq.table)
+            seq.table = None
+
+    def fail_all(self) -> None:
+        """After an internal error: end every sequence, so no caller waits forever."""
+        with self.lock:
+            seqs = list(self.waiting) + self.running
+            self.waiting.clear()
+        self.running = []
+        for s in seqs:
+            if s.finish_reason is None:
+                self._finish(s, "error")
+                s.on_event(TokenEvent(s.seq_id, None, "", finish_reason="error"))
+
+    def _drop_cancelled(self) -> None:
+        with self.lock:
+            gone = [s for s in self.waiting if s.cancelled]
+            for s in gone:
+                self.waiting.remove(s)
+        gone += [s for s in self.running if s.cancelled]
+        for s in gone:
+            self._finish(s, "cancelled")
+            s.on_event(TokenEvent(s.seq_id, None, "", finish_reason="cancelled"))
+        self.running = [s for s in self.running if s.finish_reason is None]
