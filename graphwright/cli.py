@@ -319,6 +319,82 @@ def runs_prune(
         _fail(str(exc), 2)
     out.print(json.dumps(result.model_dump(mode="json")))
 
+MODEL = typer.Option("smollm2", "--model", help="alias (smollm2), a .gguf path, or a Hugging "
+                     "Face Llama folder")
+DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: float32 on "
+                     "CPU, bfloat16 on CUDA)")
+QUANTIZE = typer.Option("none", "--quantize", help="none | int8 (weight-only)")
+DEVICE = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)")
+
+
+def _engine_options(dtype: str | None, quantize: str, device: str | None) -> dict[str, Any]:
+    if quantize not in ("none", "int8"):
+        _fail(f"--quantize {quantize!r}: use none or int8", 2)
+    if dtype not in (None, "float32", "bfloat16", "float16"):
+        _fail(f"--dtype {dtype!r}: use float32, bfloat16 or float16", 2)
+    options: dict[str, Any] = {"quantize": quantize}
+    if dtype:
+        options["dtype"] = dtype
+    if device:
+        options["device"] = device
+    return options
+
+
+@app.command()
+def serve(
+    model: str = MODEL,
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    dtype: str | None = DTYPE,
+    quantize: str = QUANTIZE,
+    device: str | None = DEVICE,
+) -> None:
+    """Serve a local model over the OpenAI HTTP API (/v1/chat/completions, /v1/models, ...)."""
+    options = _engine_options(dtype, quantize, device)
+    from graphwright.engine.server import serve as run_server
+    from graphwright.engine.weights import ModelLoadError
+
+    try:
+        run_server(model, host=host, port=port, **options)
+    except ModelLoadError as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="the user message"),
+    model: str = MODEL,
+    system: str | None = typer.Option(None, "--system", help="system prompt"),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy"),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: int | None = typer.Option(None, "--seed"),
+    dtype: str | None = DTYPE,
+    quantize: str = QUANTIZE,
+    device: str | None = DEVICE,
+) -> None:
+    """Stream one chat answer from a local model to the terminal."""
+    options = _engine_options(dtype, quantize, device)
+    from graphwright.engine.llm import LocalEngine
+    from graphwright.engine.sampling import SamplingParams
+    from graphwright.engine.weights import ModelLoadError
+
+    try:
+        engine = LocalEngine.load(model, **options)
+    except ModelLoadError as exc:
+        _fail(str(exc), 2)
+    try:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}]
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                seed=seed)
+        for event in engine.submit(engine.encode_chat(messages), params):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    finally:
+        engine.close()
+
 
 @app.command()
 def demo(runs_dir: Path = RUNS_DIR) -> None:

@@ -96,10 +96,3 @@ def test_a_failing_run_leaks_no_key_either(
     assert "401" in str(info.value) and CANARY not in str(info.value)
     assert rec.calls and rec.calls[0].error and CANARY not in rec.calls[0].error
     no_canary_in(tmp_path / "runs")
-
-
-def test_local_provider_says_when_it_arrives(registry: Registry) -> None:
-    from graphwright.providers import LocalProviderUnavailable
-
-    with pytest.raises(LocalProviderUnavailable, match=r"arrives with the engine \(issue 3\)"):
-        registry.build("provider", "local", {})
