@@ -124,6 +124,12 @@ class LocalChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "graphwright-local"
 
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "local"  # the provider's registered name, for usage records
+        params["ls_model_name"] = self.model_name
+        return params
+
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "temperature": self.temperature, "max_tokens": self.max_tokens}

@@ -235,10 +235,11 @@ def prepare_messages(
 ) -> list[dict[str, Any]]:
     """OpenAI chat messages -> plain ``{role, content}`` text messages the chat template can render.
 
-    Assistant tool calls are written back in the same ``<tool_call>`` form the model produces and
-    tool results as ``<tool_response>``, so a conversation reads the same way it was generated.
+    Assistant tool calls are written back in the same ``<tool_call>`` form the model produces, so a
+    conversation reads the way it was generated; tool results become a user turn naming the tool.
     """
     out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool_call_id -> tool name, to say whose result is whose
     for m in messages:
         role, text = m.get("role", "user"), _text(m.get("content"))
         if role == "developer":
@@ -247,13 +248,24 @@ def prepare_messages(
             calls = []
             for c in m["tool_calls"]:
                 fn = c.get("function", {})
+                names[str(c.get("id"))] = str(fn.get("name", "tool"))
                 args = fn.get("arguments", "{}")
                 args = json.loads(args) if isinstance(args, str) and args.strip() else (args or {})
                 calls.append(CALL_BEGIN + json.dumps({"name": fn.get("name"), "arguments": args}) + CALL_END)
             text = text + "".join(calls)
         elif role == "tool":
-            text = f"<tool_response>{text}</tool_response>"
+            # Chat templates without a tool role (SmolLM2's ChatML) leave small models blind
+            # to a "tool" turn; as a user turn that names the tool they use the result.
+            name = names.get(str(m.get("tool_call_id")), "tool")
+            result = f"The {name} tool returned: {text}"
+            if out and out[-1].get("_tool_results"):
+                out[-1]["content"] = out[-1]["content"].rsplit("\n", 1)[0] + "\n" + result
+            else:
+                out.append({"role": "user", "content": result, "_tool_results": True})
+            out[-1]["content"] += "\nNow answer my question using this result."
+            continue
         out.append({"role": role, "content": text})
+    out = [{k: v for k, v in m.items() if k != "_tool_results"} for m in out]
     if tools and choice != "none":
         prompt = tools_system_prompt(tools, choice)
         if out and out[0]["role"] == "system":

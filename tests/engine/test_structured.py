@@ -269,4 +269,8 @@ def test_prepare_messages_writes_tool_turns_back() -> None:
         msgs[2]["content"]
         == CALL_BEGIN + '{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
     )
-    assert msgs[3]["content"] == "<tool_response>sunny</tool_response>"
+    # a tool result becomes a user turn naming the tool (the template has no tool role)
+    assert msgs[3] == {
+        "role": "user",
+        "content": "The get_weather tool returned: sunny\nNow answer my question using this result.",
+    }

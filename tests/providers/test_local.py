@@ -57,6 +57,7 @@ def test_agent_on_the_local_model_calls_a_real_tool(registry: Registry, tmp_path
     assert kinds[:4] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"], kinds
     call = result.state["messages"][1].tool_calls[0]
     assert call["name"] == "calculator" and set(call["args"]) == {"expression"}
+    assert result.state["messages"][2].content == "391"  # the model copied 17*23 into the call
     assert result.state["answer"].strip()
     record = json.loads(result.record_path.read_text())  # type: ignore[union-attr]
     assert record["status"] == "completed"
