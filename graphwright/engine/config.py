@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 DType = Literal["float32", "bfloat16", "float16"]
 Quantize = Literal["none", "int8"]
+Kernels = Literal["auto", "triton", "torch"]
 
 
 class RopeScaling(BaseModel):
@@ -79,3 +80,9 @@ class EngineConfig(BaseModel):
     max_model_len: int | None = None  # None: the model's context length
     prefix_caching: bool = True
     cache_dir: str | None = None  # dequantized-weight cache; None: $GRAPHWRIGHT_CACHE or ~/.cache
+    # "auto": the Triton kernels when the model is on CUDA, plain torch otherwise. "triton" on CPU
+    # needs TRITON_INTERPRET=1 (the interpreter: for tests, slow); "torch" is the exact reference.
+    kernels: Kernels = "auto"
+    # Replay the decode step as CUDA graphs (one per batch-size bucket). CUDA + Triton kernels
+    # only; ignored, with a log line, anywhere else.
+    cuda_graphs: bool = False

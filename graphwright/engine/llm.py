@@ -11,7 +11,9 @@ thread (a web server's event loop, an eval's worker pool) share one continuously
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+import os
 import queue
 import threading
 import time
@@ -23,7 +25,7 @@ import torch
 
 from graphwright.engine.config import EngineConfig
 from graphwright.engine.kv_cache import BlockManager, KVCache
-from graphwright.engine.model import Transformer
+from graphwright.engine.model import DecodeGraphs, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint
 from graphwright.engine.scheduler import FinishReason, Scheduler, TokenEvent
 from graphwright.engine.scheduler import Sequence as Seq
@@ -166,45 +168,101 @@ class RequestHandle:
 
 class LocalEngine:
     def __init__(self, config: EngineConfig | None = None) -> None:
-        self.config = cfg = config or EngineConfig()
+        cfg = config or EngineConfig()
         t0 = time.perf_counter()
-        self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = _DTYPES[cfg.dtype or ("bfloat16" if self.device.type == "cuda" else "float32")]
+        device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = _DTYPES[cfg.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
         weights = load_weights(cfg.model, cfg.cache_dir)
-        self.model_name = cfg.model
-        self.model_config = weights.config
-        self.tokenizer = Tokenizer(
+        tokenizer = Tokenizer(
             weights.tokenizer_json,
             weights.chat_template,
             weights.special_tokens,
             weights.config.eos_token_ids,
         )
-        self.model = Transformer.from_state_dict(
-            weights.config, weights.state_dict, self.dtype, self.device, cfg.quantize
-        )
+        model = Transformer.from_state_dict(weights.config, weights.state_dict, dtype, device, cfg.quantize)
         del weights
-        mc = self.model_config
+        self._setup(cfg, model, tokenizer, t0)
+
+    @classmethod
+    def from_model(
+        cls, model: Transformer, tokenizer: Tokenizer, config: EngineConfig | None = None
+    ) -> LocalEngine:
+        """An engine around a model built elsewhere (e.g. random weights, for tests and benchmarks).
+
+        The model's own device, dtype and weights are used: ``config.model``, ``dtype``, ``device``
+        and ``quantize`` are not read; the KV cache, batching and kernel options are.
+        """
+        engine = cls.__new__(cls)
+        engine._setup(config or EngineConfig(), model, tokenizer, time.perf_counter())
+        return engine
+
+    def _setup(self, cfg: EngineConfig, model: Transformer, tokenizer: Tokenizer, t0: float) -> None:
+        self.config = cfg
+        self.device, self.dtype = model.embed_tokens.weight.device, model.embed_tokens.weight.dtype
+        self.model_name = cfg.model
+        self.model_config = mc = model.config
+        self.tokenizer = tokenizer
+        self.model = model.set_kernels(self._use_kernels(cfg))
         self.max_model_len = min(cfg.max_model_len or mc.max_position_embeddings, mc.max_position_embeddings)
         num_blocks = cfg.num_blocks or -(-max(self.max_model_len, 16384) // cfg.block_size)
         self.max_model_len = min(self.max_model_len, num_blocks * cfg.block_size)
         self.blocks = BlockManager(num_blocks, cfg.block_size, cfg.prefix_caching)
+        graphed = cfg.cuda_graphs and self.device.type == "cuda" and self.model.use_kernels
+        if cfg.cuda_graphs and not graphed:
+            logger.warning(
+                "cuda_graphs=True ignored: CUDA graphs need device cuda with the Triton kernels "
+                "(here: device %s, kernels %s)",
+                self.device.type,
+                "triton" if self.model.use_kernels else "torch",
+            )
         kv = KVCache(
             mc.num_hidden_layers,
-            num_blocks,
+            num_blocks + 1 if graphed else num_blocks,  # graphed: a scratch block for padded rows
             cfg.block_size,
             mc.num_key_value_heads,
             mc.head_dim,
             self.dtype,
             self.device,
         )
+        graphs = None
+        if graphed:
+            max_blocks = -(-self.max_model_len // cfg.block_size)
+            graphs = DecodeGraphs(
+                self.model, kv.k, kv.v, cfg.block_size, cfg.max_num_seqs, max_blocks, num_blocks
+            )
         self.scheduler = Scheduler(
-            self.model, self.tokenizer, kv, self.blocks, cfg.max_num_seqs, self.max_model_len, self.device
+            self.model,
+            self.tokenizer,
+            kv,
+            self.blocks,
+            cfg.max_num_seqs,
+            self.max_model_len,
+            self.device,
+            graphs,
         )
         self.load_seconds = time.perf_counter() - t0
         self._wake = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+
+    def _use_kernels(self, cfg: EngineConfig) -> bool:
+        """Resolve ``cfg.kernels``: "auto" is Triton on CUDA when triton is installed, else torch."""
+        if cfg.kernels == "torch":
+            return False
+        if cfg.kernels == "auto":
+            if self.device.type == "cuda" and importlib.util.find_spec("triton") is None:
+                logger.warning("kernels='auto': triton is not installed, running the torch path on CUDA")
+                return False
+            return self.device.type == "cuda"
+        if importlib.util.find_spec("triton") is None:
+            raise ValueError("kernels='triton' needs the triton package (pip install 'graphwright[gpu]')")
+        if self.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(
+                f"kernels='triton' needs CUDA tensors (device here: {self.device.type}), or "
+                "TRITON_INTERPRET=1 set before the kernels are imported (the slow Triton interpreter)"
+            )
+        return True
 
     @classmethod
     def load(cls, model: str = "smollm2", **options: Any) -> LocalEngine:

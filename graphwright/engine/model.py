@@ -5,12 +5,20 @@ and the (optionally tied) output head. The arithmetic follows Hugging Face's ``L
 for op in float32, so greedy decoding gives the same tokens. Two fusions that change no
 arithmetic are applied: q/k/v share one matmul, and so do the gate and up projections (each
 output is still the same dot product of one weight row with the input).
+
+With ``use_kernels`` (``Transformer.set_kernels``) the same weights run through the Triton kernels
+of ``graphwright.engine.kernels`` instead: RMSNorm fused with the residual add, RoPE in place,
+fused SwiGLU, flash attention for fresh prompts, paged attention over the block tables for
+decode steps, and the int8 matmul. That path needs CUDA tensors (or ``TRITON_INTERPRET=1``); it
+is checked against this torch path, which stays the reference.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import ModuleType
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +41,17 @@ class AttentionInputs:
     read_slots: Tensor  # [B, L] slots of each sequence's whole context, new tokens included
     mask: Tensor | None  # [B, 1, T, L] bool, True = attend; None = attend to all L
     fresh: bool = False  # the context is just the new tokens: attend causally, no gather
+    # The paged view of the same context, for the kernels' decode attention (T == 1):
+    block_tables: Tensor | None = None  # [B, max_blocks] int32 physical block of each logical block
+    seq_lens: Tensor | None = None  # [B] int32 context length, the new token included
+    block_size: int = 0
+
+
+def _kernels() -> ModuleType:
+    """The Triton kernels, imported on first use: triton is an optional dependency (``[gpu]``)."""
+    from graphwright.engine import kernels
+
+    return kernels
 
 
 def _linear(weight: Tensor) -> nn.Linear:
@@ -56,6 +75,10 @@ class RMSNorm(nn.Module):
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(dtype)
+
+    def fused(self, x: Tensor, residual: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Kernel path: ``residual += x`` and the norm of the sum in one pass; (normed, residual)."""
+        return _kernels().rmsnorm(x, self.weight, self.eps, residual=residual)  # type: ignore[no-any-return]
 
 
 def rope_inv_freq(cfg: ModelConfig) -> Tensor:
@@ -87,6 +110,8 @@ def rotate_half(x: Tensor) -> Tensor:
 class Int8Linear(nn.Module):
     """Weight-only int8 (one scale per output row); activations stay in the model's dtype."""
 
+    use_kernels = False  # set by Transformer.set_kernels: the Triton int8 matmul
+
     def __init__(self, weight: Tensor) -> None:
         super().__init__()
         w = weight.float()
@@ -101,7 +126,10 @@ class Int8Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        if x.device.type == "cpu" and x2.shape[0] >= 32:
+        if self.use_kernels:  # dequantized tile by tile inside the kernel, scales applied in fp32
+            scales = self.scales if x.dtype == torch.float32 else self.scales.to(x.dtype)
+            out = _kernels().int8_matmul(x2, self.weight, scales)
+        elif x.device.type == "cpu" and x2.shape[0] >= 32:
             # Prefill is compute-bound: widen the weight to bfloat16 (cheap next to 32+ rows of
             # work) and take the AMX/AVX512 bf16 matmul, ~10x the int8 kernel's speed at 512 rows.
             w = self.weight.to(torch.bfloat16) * self.scales_bf16[:, None]
@@ -146,18 +174,57 @@ class Attention(nn.Module):
                 q, k.transpose(1, 2), v.transpose(1, 2), is_causal=seqlen > 1, scale=scale, enable_gqa=True
             )
         else:
-            ctx = attn.read_slots.shape[1]
-            keys = kc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
-            values = vc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
-            out = F.scaled_dot_product_attention(
-                q,
-                keys.transpose(1, 2),
-                values.transpose(1, 2),
-                attn_mask=attn.mask,
-                scale=scale,
-                enable_gqa=True,
-            )
+            out = self._attend_cached(q, kc, vc, attn)
         return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, self.q_size))
+
+    def _attend_cached(self, q: Tensor, kc: Tensor, vc: Tensor, attn: AttentionInputs) -> Tensor:
+        """Gather each row's context from the cache and attend to it; q and out are [B, H, T, D]."""
+        bsz, ctx = attn.read_slots.shape
+        keys = kc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
+        values = vc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
+        if attn.mask is not None:
+            # Masked slots (a short row's padding, a block's unwritten tail) may hold whatever
+            # torch.empty left there; a NaN would survive the mask (NaN * 0 weight is NaN).
+            # What the last query may see is every slot that is really in the context.
+            hidden = ~attn.mask[:, 0, -1, :, None, None]  # [B, L, 1, 1]
+            keys = keys.masked_fill(hidden, 0.0)
+            values = values.masked_fill(hidden, 0.0)
+        return F.scaled_dot_product_attention(
+            q,
+            keys.transpose(1, 2),
+            values.transpose(1, 2),
+            attn_mask=attn.mask,
+            scale=self.head_dim**-0.5,
+            enable_gqa=True,
+        )
+
+    def forward_kernels(
+        self, x: Tensor, positions: Tensor, inv_freq: Tensor, layer: int, attn: AttentionInputs | None
+    ) -> Tensor:
+        """:meth:`forward` through the Triton kernels; ``positions`` is ``[B * T]``."""
+        kern = _kernels()
+        bsz, seqlen, _ = x.shape
+        qkv = self.wqkv(x).view(bsz * seqlen, self.n_heads + 2 * self.n_kv, self.head_dim)
+        q, k, v = qkv.split([self.n_heads, self.n_kv, self.n_kv], dim=1)  # views, [B * T, heads, D]
+        kern.rope_(q, k, positions, inv_freq=inv_freq)  # in place, in qkv
+        scale = self.head_dim**-0.5
+        if attn is not None:
+            kc, vc = attn.k_cache[layer], attn.v_cache[layer]
+            kc.index_copy_(0, attn.write_slots, k.to(kc.dtype))
+            vc.index_copy_(0, attn.write_slots, v.to(vc.dtype))
+        if attn is None or attn.fresh:  # each row is one whole prompt: causal flash attention
+            cu_seqlens = torch.arange(0, (bsz + 1) * seqlen, seqlen, dtype=torch.int32, device=x.device)
+            out = kern.prefill_attention(q, k, v, cu_seqlens, seqlen, scale)
+        elif seqlen == 1 and attn.block_tables is not None and attn.seq_lens is not None:
+            # A decode step: paged attention straight over the blocks, no gather.
+            paged_shape = (-1, attn.block_size, self.n_kv, self.head_dim)
+            out = kern.decode_attention(
+                q, kc.view(paged_shape), vc.view(paged_shape), attn.block_tables, attn.seq_lens, scale
+            )
+        else:  # new tokens after cached ones (a prefix-cache hit): the torch gather
+            q4 = q.view(bsz, seqlen, self.n_heads, self.head_dim).transpose(1, 2)
+            out = self._attend_cached(q4, kc, vc, attn).transpose(1, 2)
+        return self.wo(out.reshape(bsz, seqlen, self.q_size))
 
 
 class MLP(nn.Module):
@@ -169,6 +236,9 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.w_gate_up(x).split(self.hidden, dim=-1)
         return self.w_down(F.silu(gate) * up)
+
+    def forward_kernels(self, x: Tensor) -> Tensor:
+        return self.w_down(_kernels().swiglu(self.w_gate_up(x)))  # gate|up halves, fused
 
 
 class Block(nn.Module):
@@ -185,10 +255,31 @@ class Block(nn.Module):
         h = x + self.attn(self.input_layernorm(x), cos, sin, layer, attn)
         return h + self.mlp(self.post_attention_layernorm(h))
 
+    def forward_kernels(
+        self,
+        x: Tensor,
+        residual: Tensor | None,
+        positions: Tensor,
+        inv_freq: Tensor,
+        layer: int,
+        attn: AttentionInputs | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Kernel path: each norm also adds the residual stream; returns (mlp output, residual)."""
+        h, residual = self.input_layernorm.fused(x, residual)
+        x = self.attn.forward_kernels(h, positions, inv_freq, layer, attn)
+        h, residual = self.post_attention_layernorm.fused(x, residual)
+        return self.mlp.forward_kernels(h), residual
+
 
 class Transformer(nn.Module):
     def __init__(
-        self, cfg: ModelConfig, embed: Tensor, layers: list[Block], norm: RMSNorm, lm_head: nn.Module
+        self,
+        cfg: ModelConfig,
+        embed: Tensor,
+        layers: list[Block],
+        norm: RMSNorm,
+        lm_head: nn.Module,
+        use_kernels: bool = False,
     ) -> None:
         super().__init__()
         self.config = cfg
@@ -198,6 +289,15 @@ class Transformer(nn.Module):
         self.lm_head = lm_head
         self.inv_freq: Tensor
         self.register_buffer("inv_freq", rope_inv_freq(cfg).to(embed.device), persistent=False)
+        self.set_kernels(use_kernels)
+
+    def set_kernels(self, on: bool) -> Transformer:
+        """Run through the Triton kernels (CUDA, or CPU under ``TRITON_INTERPRET=1``) or plain torch."""
+        self.use_kernels = on
+        for m in self.modules():
+            if isinstance(m, Int8Linear):
+                m.use_kernels = on
+        return self
 
     def forward(
         self,
@@ -207,6 +307,8 @@ class Transformer(nn.Module):
         logits_index: Tensor | None = None,  # [B] which position of each row needs logits; None: all
     ) -> Tensor:
         x = self.embed_tokens(input_ids)
+        if self.use_kernels:
+            return self._forward_kernels(x, positions, attn, logits_index)
         # The RoPE angles are computed in float32 as transformers does, then cast.
         freqs = positions.float()[..., None] * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)[:, :, None]  # [B, T, 1, head_dim]
@@ -218,6 +320,20 @@ class Transformer(nn.Module):
             x = x[torch.arange(x.shape[0], device=x.device), logits_index][:, None]
         return self.lm_head(self.norm(x)).float()
 
+    def _forward_kernels(
+        self, x: Tensor, positions: Tensor, attn: AttentionInputs | None, logits_index: Tensor | None
+    ) -> Tensor:
+        # The residual stream travels beside x: each fused norm adds the previous sublayer's
+        # output into it. RoPE angles are computed inside the kernel from the positions.
+        residual, flat_pos = None, positions.reshape(-1)
+        for i, layer in enumerate(cast(list[Block], self.layers)):
+            x, residual = layer.forward_kernels(x, residual, flat_pos, self.inv_freq, i, attn)
+        assert residual is not None
+        if logits_index is not None:
+            rows = torch.arange(x.shape[0], device=x.device)
+            x, residual = x[rows, logits_index][:, None], residual[rows, logits_index][:, None]
+        return self.lm_head(self.norm.fused(x, residual)[0]).float()
+
     @classmethod
     def from_state_dict(
         cls,
@@ -226,6 +342,7 @@ class Transformer(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
         quantize: Quantize = "none",
+        use_kernels: bool = False,
     ) -> Transformer:
         """Build from Hugging Face Llama names (``model.layers.0.self_attn.q_proj.weight`` ...).
 
@@ -272,4 +389,89 @@ class Transformer(nn.Module):
             head: nn.Module = Int8Linear(head_w.to(device))
         else:
             head = _linear(embed if tied else head_w.to(device=device, dtype=dtype))  # tied: one tensor
-        return cls(cfg, embed, layers, norm("model.norm.weight"), head).eval()
+        return cls(cfg, embed, layers, norm("model.norm.weight"), head, use_kernels).eval()
+
+
+class DecodeGraphs:
+    """The kernel path's decode step captured as CUDA graphs, one per batch-size bucket.
+
+    A small model decodes launch-bound: replaying a graph issues the step's dozens of kernel
+    launches at once. A batch is padded up to the next bucket (1, 2, 4, 8, ... ``max_batch``):
+    padded rows read token 0 at position 0 and write their K/V into ``scratch_block``, a cache
+    block the block manager never hands out, so they disturb no sequence. Each replay copies the
+    step's inputs into static buffers first; batches that fit no bucket run eagerly.
+    CUDA only (the capture refuses anything else).
+    """
+
+    def __init__(
+        self,
+        model: Transformer,
+        k_cache: list[Tensor],
+        v_cache: list[Tensor],
+        block_size: int,
+        max_batch: int,
+        max_blocks: int,
+        scratch_block: int,
+    ) -> None:
+        dev = model.embed_tokens.weight.device
+        self.model, self.k_cache, self.v_cache, self.block_size = model, k_cache, v_cache, block_size
+        self.buckets = sorted({min(1 << i, max_batch) for i in range(max_batch.bit_length() + 1)})
+        self.scratch_block, self.scratch_slot = scratch_block, scratch_block * block_size
+        self.ids = torch.zeros(max_batch, 1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(max_batch, 1, dtype=torch.long, device=dev)
+        self.write = torch.full((max_batch,), self.scratch_slot, dtype=torch.long, device=dev)
+        self.tables = torch.full((max_batch, max_blocks), scratch_block, dtype=torch.int32, device=dev)
+        self.lens = torch.ones(max_batch, dtype=torch.int32, device=dev)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, Tensor]] = {}
+        self._capture()
+
+    def _inputs(self, b: int) -> AttentionInputs:
+        tables = self.tables[:b]
+        # read_slots and mask are unused by the kernels' decode attention (it reads the tables).
+        return AttentionInputs(
+            self.k_cache, self.v_cache, self.write[:b], tables, None,
+            block_tables=tables, seq_lens=self.lens[:b], block_size=self.block_size,
+        )  # fmt: skip
+
+    @torch.inference_mode()
+    def _capture(self) -> None:
+        if self.ids.device.type != "cuda" or not self.model.use_kernels:
+            raise ValueError("CUDA graphs need the model on a CUDA device with the Triton kernels on")
+        pool = None
+        for b in reversed(self.buckets):  # largest first: the smaller graphs share its memory pool
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # compile every Triton kernel outside the capture
+                    self.model(self.ids[:b], self.pos[:b], self._inputs(b))
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                logits = self.model(self.ids[:b], self.pos[:b], self._inputs(b))
+            pool = graph.pool()
+            self.graphs[b] = (graph, logits)
+        torch.cuda.synchronize()
+
+    def __call__(self, input_ids: Tensor, positions: Tensor, attn: AttentionInputs) -> Tensor:
+        """Logits ``[B, 1, vocab]`` of one decode step, as ``model(input_ids, positions, attn)``."""
+        b = input_ids.shape[0]
+        bucket = next((n for n in self.buckets if n >= b), None)
+        tables, lens = attn.block_tables, attn.seq_lens
+        if bucket is None or tables is None or lens is None or tables.shape[1] > self.tables.shape[1]:
+            return self.model(input_ids, positions, attn)  # type: ignore[no-any-return]
+        self.ids[:b].copy_(input_ids)
+        self.pos[:b].copy_(positions)
+        self.write[:b].copy_(attn.write_slots)
+        self.tables[:b, : tables.shape[1]].copy_(tables)  # columns past a row's length are never read
+        self.lens[:b].copy_(lens)
+        self.ids[b:bucket].zero_()
+        self.pos[b:bucket].zero_()
+        self.write[b:bucket].fill_(self.scratch_slot)
+        self.tables[b:bucket].fill_(self.scratch_block)
+        self.lens[b:bucket].fill_(1)
+        return self._replay(bucket)[:b].clone()  # the next replay (of any bucket) reuses this memory
+
+    def _replay(self, bucket: int) -> Tensor:
+        graph, logits = self.graphs[bucket]
+        graph.replay()
+        return logits

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 
 from graphwright.engine.kv_cache import BlockManager, BlockTable, KVCache
-from graphwright.engine.model import AttentionInputs, Transformer
+from graphwright.engine.model import AttentionInputs, DecodeGraphs, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint, sample
 from graphwright.engine.tokenizer import IncrementalDetokenizer, Tokenizer
 
@@ -77,8 +77,10 @@ class Scheduler:
         max_num_seqs: int,
         max_model_len: int,
         device: torch.device,
+        decode_graphs: DecodeGraphs | None = None,  # replays decode steps as CUDA graphs
     ) -> None:
         self.model, self.tokenizer, self.kv, self.blocks = model, tokenizer, kv, blocks
+        self.decode_graphs = decode_graphs
         self.max_num_seqs, self.max_model_len, self.device = max_num_seqs, max_model_len, device
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -108,7 +110,11 @@ class Scheduler:
                     break  # out of blocks: it waits (in order) until a running sequence ends
                 self.waiting.popleft()
             seq.table = table
-            self._prefill(seq)
+            try:
+                self._prefill(seq)
+            except BaseException:
+                self.running.append(seq)  # neither waiting nor running: fail_all must still end it
+                raise
             produced += 1
             if seq.finish_reason is None:
                 self.running.append(seq)
@@ -129,7 +135,7 @@ class Scheduler:
         if not seq.output_ids:
             seq.cached_tokens = start
         dev = self.device
-        slots = self._slot_rows([seq.table], n)  # [1, n]
+        slots = self._slot_rows(self._block_rows([seq.table], n), n)  # [1, n]
         q_pos = torch.arange(start, n, device=dev)
         mask = None
         if start:  # after a prefix-cache hit the new tokens also attend to the cached ones
@@ -146,26 +152,40 @@ class Scheduler:
         lengths = [t.num_tokens for t in tables]
         longest = max(lengths)
         dev = self.device
-        slots = self._slot_rows(tables, longest)  # [B, longest]
+        blocks = self._block_rows(tables, longest)  # [B, blocks of the longest]
+        slots = self._slot_rows(blocks, longest)  # [B, longest]
         lens = torch.tensor(lengths, device=dev)
         write = slots.gather(1, (lens - 1)[:, None]).view(-1)
         mask = None
         if len(seqs) > 1:
             mask = (torch.arange(longest, device=dev)[None, :] < lens[:, None])[:, None, None, :]
-        attn = AttentionInputs(self.kv.k, self.kv.v, write, slots, mask)
+        attn = AttentionInputs(
+            self.kv.k,
+            self.kv.v,
+            write,
+            slots,
+            mask,
+            block_tables=blocks.to(torch.int32),  # the kernels' paged attention reads these
+            seq_lens=lens.to(torch.int32),
+            block_size=self.blocks.block_size,
+        )
         inputs = torch.tensor([[s.output_ids[-1]] for s in seqs], device=dev)
-        logits = self.model(inputs, (lens - 1)[:, None], attn)
+        logits = (self.decode_graphs or self.model)(inputs, (lens - 1)[:, None], attn)
         for s in seqs:
             assert s.table is not None
             self.blocks.commit(s.table, s.all_ids[: s.table.num_tokens])
         self._accept(seqs, logits[:, -1])
 
-    def _slot_rows(self, tables: list[BlockTable], length: int) -> torch.Tensor:
-        bs = self.blocks.block_size
-        nblocks = -(-length // bs)
+    def _block_rows(self, tables: list[BlockTable], length: int) -> torch.Tensor:
+        """``[B, blocks]`` block ids covering ``length`` tokens of each table (short rows: 0s)."""
+        nblocks = -(-length // self.blocks.block_size)
         rows = [t.blocks[:nblocks] + [0] * (nblocks - len(t.blocks[:nblocks])) for t in tables]
-        blocks = torch.tensor(rows, device=self.device)
-        slots = (blocks[:, :, None] * bs + torch.arange(bs, device=self.device)).view(len(tables), -1)
+        return torch.tensor(rows, device=self.device)
+
+    def _slot_rows(self, blocks: torch.Tensor, length: int) -> torch.Tensor:
+        """``[B, length]`` cache slots of the first ``length`` tokens of each row of ``blocks``."""
+        bs = self.blocks.block_size
+        slots = (blocks[:, :, None] * bs + torch.arange(bs, device=self.device)).view(blocks.shape[0], -1)
         return slots[:, :length]
 
     def _reserve_slots(self, seqs: list[Sequence]) -> list[Sequence]:

@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The Triton kernels run on the interpreter where there is no GPU. The variable is read when a
+# kernel is decorated, so it is set here, before any test module imports a kernel module.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 CHAT_PROMPTS = [
     "What is the capital of France?",
