@@ -51,10 +51,11 @@ class Channels:
         return TypedDict(f"{name}_state", fields, total=False)  # type: ignore[operator]
 
     def with_defaults(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        if not self.defaults:
-            return dict(state)
+        missing = [k for k in self.defaults if k not in state]
+        if not missing:
+            return state if isinstance(state, dict) else dict(state)
         # deep-copied so a node that mutates a default list does not change the spec's
-        return {**copy.deepcopy(self.defaults), **state}
+        return {**{k: copy.deepcopy(self.defaults[k]) for k in missing}, **state}
 
     # -- checked writes ------------------------------------------------------
     def check_update(self, node: str, update: Any) -> Any:
@@ -70,6 +71,8 @@ class Channels:
                 known = ", ".join(sorted(self.types)) or "none declared"
                 raise StateWriteError(node, key, f"no such channel (channels: {known})")
             self._check_type(node, key, value)
+            if _plain(value, 2):
+                continue  # JSON-like values always checkpoint; skip the serializer's cost
             try:
                 serde.dumps_typed(value)
             except Exception as exc:
@@ -135,6 +138,22 @@ class Channels:
 
 
 _SERDE: dict[str, Any] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """A small JSON-like value (scalars, and short lists/dicts of them, `depth` levels deep)."""
+    if type(value) in _SCALARS:
+        return True
+    if depth == 0:
+        return False
+    if type(value) in (list, tuple):
+        return len(value) <= 32 and all(_plain(v, depth - 1) for v in value)
+    if type(value) is dict:
+        return len(value) <= 32 and all(
+            type(k) is str and _plain(v, depth - 1) for k, v in value.items()
+        )
+    return False
 
 
 def _base(tp: Any, reducer: str | None) -> Any:
