@@ -10,8 +10,9 @@ graphwright (and `graphwright --help`) stays fast:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from graphwright._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -77,10 +78,4 @@ if TYPE_CHECKING:
     from graphwright.plugins import Component, NodeContext, Registry, default_registry, hookimpl
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'graphwright' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -12,9 +12,9 @@ node function; a ready `BaseChatModel` and `Tool` objects are accepted in place 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from graphwright._lazy import lazy_exports
 from graphwright.agents._common import ModelRef, ToolRef, build_model, build_tools
 from graphwright.agents._configs import (
     AgentConfig,
@@ -51,11 +51,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

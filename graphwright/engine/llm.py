@@ -24,8 +24,9 @@ from typing import Any
 import torch
 
 from graphwright.engine.config import EngineConfig
+from graphwright.engine.cuda_graphs import DecodeGraphs
 from graphwright.engine.kv_cache import BlockManager, KVCache
-from graphwright.engine.model import DecodeGraphs, Transformer
+from graphwright.engine.model import Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint
 from graphwright.engine.scheduler import FinishReason, Scheduler, TokenEvent
 from graphwright.engine.scheduler import Sequence as Seq

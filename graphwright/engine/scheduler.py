@@ -19,8 +19,9 @@ from typing import Literal
 
 import torch
 
+from graphwright.engine.cuda_graphs import DecodeGraphs
 from graphwright.engine.kv_cache import BlockManager, BlockTable, KVCache
-from graphwright.engine.model import AttentionInputs, DecodeGraphs, Transformer
+from graphwright.engine.model import AttentionInputs, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint, sample
 from graphwright.engine.tokenizer import IncrementalDetokenizer, Tokenizer
 

@@ -12,9 +12,9 @@ Heavy names (langchain models) load on first attribute access, so that
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from graphwright._lazy import lazy_exports
 from graphwright.providers._errors import Attempt, ProviderError
 from graphwright.providers._openai import OpenAIConfig
 from graphwright.providers._plugin import components
@@ -54,11 +54,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

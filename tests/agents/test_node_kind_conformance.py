@@ -66,3 +66,10 @@ class TestToolNode(_Mine):
     }
     state: ClassVar[dict[str, Any]] = {"expr": "2**5"}
     channels: ClassVar[dict[str, str]] = {"expr": "str", "result": "str"}
+
+
+def test_every_agent_node_kind_has_a_conformance_class() -> None:
+    from graphwright import agents
+
+    tested = {c.kind for c in (TestLLM, TestAgent, TestRouter, TestPlanner, TestToolNode)}
+    assert tested == {c.name for c in agents.components()}

@@ -15,9 +15,10 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 
 from graphwright.engine.config import EngineConfig, Kernels, ModelConfig
+from graphwright.engine.cuda_graphs import DecodeGraphs
 from graphwright.engine.kv_cache import KVCache
 from graphwright.engine.llm import LocalEngine
-from graphwright.engine.model import AttentionInputs, DecodeGraphs, Transformer
+from graphwright.engine.model import AttentionInputs, Transformer
 from graphwright.engine.sampling import SamplingParams
 from graphwright.engine.tokenizer import Tokenizer
 
