@@ -16,6 +16,8 @@ import importlib.util
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -121,22 +123,41 @@ class TransformersRunner:
             return len(self.filler) / (time.perf_counter() - t0)
 
 
+_LLAMA_CPP_CHILD = """
+import json, os, statistics, sys, time
+from llama_cpp import Llama
+path, ids, new_tokens, repeats = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+llm = Llama(model_path=path, n_ctx=2048, verbose=False, n_threads=os.cpu_count())
+decode = []
+for _ in range(repeats):
+    llm.reset()
+    stamps, tokens = [], []
+    for tok in llm.generate(ids, temp=0.0, top_k=1):
+        stamps.append(time.perf_counter())
+        tokens.append(int(tok))
+        if len(stamps) >= new_tokens:
+            break
+    decode.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
+print(json.dumps({"decode_tok_s": statistics.median(decode), "decode_samples": decode, "tokens": tokens}))
+"""
+
+
 def bench_llama_cpp(ids: list[int], new_tokens: int, repeats: int) -> dict[str, Any] | None:
+    """llama.cpp's batch-1 decode on the same GGUF, in a child process.
+
+    Its own OpenMP threads and torch's fight when they share a process (it spins at 200% CPU,
+    or dies with an illegal instruction), so it runs alone, after the engines are closed.
+    """
     if importlib.util.find_spec("llama_cpp") is None:
         return None
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(resolve_model("smollm2")), n_ctx=2048, verbose=False, n_threads=os.cpu_count())
-    decode = []
-    for _ in range(repeats):
-        llm.reset()
-        stamps = []
-        for _tok in llm.generate(ids, temp=0.0, top_k=1):
-            stamps.append(time.perf_counter())
-            if len(stamps) >= new_tokens:
-                break
-        decode.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
-    return {"decode_tok_s": median(decode)}
+    args = [str(resolve_model("smollm2")), json.dumps(ids), str(new_tokens), str(repeats)]
+    out = subprocess.run(
+        [sys.executable, "-c", _LLAMA_CPP_CHILD, *args], capture_output=True, text=True, timeout=600
+    )
+    if out.returncode != 0:
+        print(f"llama.cpp benchmark failed ({out.returncode}): {out.stderr[-500:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def main() -> None:

@@ -21,7 +21,14 @@ import torch
 
 
 class KVCache:
-    """The storage: per layer, keys and values for every slot."""
+    """The storage: per layer, keys and values for every slot.
+
+    One extra block, ``scratch_block``, follows the ``num_blocks`` that sequences own. No
+    sequence is given it; it starts zeroed (CUDA-graph padding rows may write finite values
+    there). A batched decode step points each short row's padding at it, so a padded read always
+    sees finite values: the attention mask gives them weight 0, which a NaN from an unwritten
+    slot would survive (NaN * 0 is NaN).
+    """
 
     def __init__(
         self,
@@ -33,7 +40,9 @@ class KVCache:
         dtype: torch.dtype,
         device: str | torch.device,
     ) -> None:
-        slots = num_blocks * block_size
+        slots = (num_blocks + 1) * block_size
+        self.scratch_block = num_blocks
+        self.scratch_slot = num_blocks * block_size
         # torch.empty touches no memory: pages are committed only as blocks are first written.
         self.k = [
             torch.empty(slots, n_kv_heads, head_dim, dtype=dtype, device=device) for _ in range(num_layers)
@@ -41,6 +50,8 @@ class KVCache:
         self.v = [
             torch.empty(slots, n_kv_heads, head_dim, dtype=dtype, device=device) for _ in range(num_layers)
         ]
+        for t in self.k + self.v:
+            t[self.scratch_slot :].zero_()
 
 
 @dataclass

@@ -218,7 +218,7 @@ class LocalEngine:
             )
         kv = KVCache(
             mc.num_hidden_layers,
-            num_blocks + 1 if graphed else num_blocks,  # graphed: a scratch block for padded rows
+            num_blocks,
             cfg.block_size,
             mc.num_key_value_heads,
             mc.head_dim,
@@ -229,7 +229,7 @@ class LocalEngine:
         if graphed:
             max_blocks = -(-self.max_model_len // cfg.block_size)
             graphs = DecodeGraphs(
-                self.model, kv.k, kv.v, cfg.block_size, cfg.max_num_seqs, max_blocks, num_blocks
+                self.model, kv.k, kv.v, cfg.block_size, cfg.max_num_seqs, max_blocks, kv.scratch_block
             )
         self.scheduler = Scheduler(
             self.model,

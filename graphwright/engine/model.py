@@ -38,7 +38,7 @@ class AttentionInputs:
     k_cache: list[Tensor]
     v_cache: list[Tensor]
     write_slots: Tensor  # [B * T] slot of each new token
-    read_slots: Tensor  # [B, L] slots of each sequence's whole context, new tokens included
+    read_slots: Tensor  # [B, L] slots of each sequence's context (new tokens included); padding: finite
     mask: Tensor | None  # [B, 1, T, L] bool, True = attend; None = attend to all L
     fresh: bool = False  # the context is just the new tokens: attend causally, no gather
     # The paged view of the same context, for the kernels' decode attention (T == 1):
@@ -72,6 +72,9 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         dtype = x.dtype
+        if dtype == torch.float32:
+            # The same arithmetic as below, in order, as one op: fewer dispatches per decode step.
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(dtype)
@@ -100,11 +103,6 @@ def rope_inv_freq(cfg: ModelConfig) -> Tensor:
     blended = (1 - smooth) * scaled / s.factor + smooth * scaled
     medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
     return torch.where(medium, blended, scaled)
-
-
-def rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
 
 
 class Int8Linear(nn.Module):
@@ -160,7 +158,9 @@ class Attention(nn.Module):
         qkv = self.wqkv(x)
         # q and k heads get RoPE together (the same per-element arithmetic, half the ops).
         qk = qkv[..., : self.q_size + self.kv_size].view(bsz, seqlen, self.n_heads + self.n_kv, self.head_dim)
-        qk = qk * cos + rotate_half(qk) * sin  # cos, sin: [B, T, 1, head_dim]
+        # transformers' rotate_half(qk) * sin, i.e. cat(-x2, x1) * sin, as roll(qk) * cat(-sin, sin):
+        # bit for bit the same numbers (negation is exact), in fewer ops. cos, sin: [B, T, 1, D].
+        qk = qk * cos + qk.roll(self.head_dim // 2, -1) * sin
         q = qk[:, :, : self.n_heads].transpose(1, 2)  # [B, H, T, D]
         k = qk[:, :, self.n_heads :]  # [B, T, KV, D]
         v = qkv[..., self.q_size + self.kv_size :].view(bsz, seqlen, self.n_kv, self.head_dim)
@@ -182,13 +182,8 @@ class Attention(nn.Module):
         bsz, ctx = attn.read_slots.shape
         keys = kc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
         values = vc.index_select(0, attn.read_slots.reshape(-1)).view(bsz, ctx, self.n_kv, self.head_dim)
-        if attn.mask is not None:
-            # Masked slots (a short row's padding, a block's unwritten tail) may hold whatever
-            # torch.empty left there; a NaN would survive the mask (NaN * 0 weight is NaN).
-            # What the last query may see is every slot that is really in the context.
-            hidden = ~attn.mask[:, 0, -1, :, None, None]  # [B, L, 1, 1]
-            keys = keys.masked_fill(hidden, 0.0)
-            values = values.masked_fill(hidden, 0.0)
+        # Every slot read here holds finite values, masked or not: padding points at the KV
+        # cache's zeroed scratch slot (a NaN in a masked slot would survive: NaN * 0 is NaN).
         return F.scaled_dot_product_attention(
             q,
             keys.transpose(1, 2),
@@ -310,9 +305,9 @@ class Transformer(nn.Module):
         if self.use_kernels:
             return self._forward_kernels(x, positions, attn, logits_index)
         # The RoPE angles are computed in float32 as transformers does, then cast.
-        freqs = positions.float()[..., None] * self.inv_freq
-        emb = torch.cat((freqs, freqs), dim=-1)[:, :, None]  # [B, T, 1, head_dim]
-        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        freqs = positions.float()[..., None, None] * self.inv_freq  # [B, T, 1, head_dim / 2]
+        cos, sin = freqs.cos().to(x.dtype), freqs.sin().to(x.dtype)
+        cos, sin = torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)  # see Attention
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, i, attn)
         if logits_index is not None:

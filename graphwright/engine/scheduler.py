@@ -159,7 +159,10 @@ class Scheduler:
         write = slots.gather(1, (lens - 1)[:, None]).view(-1)
         mask = None
         if len(seqs) > 1:
-            mask = (torch.arange(longest, device=dev)[None, :] < lens[:, None])[:, None, None, :]
+            valid = torch.arange(longest, device=dev)[None, :] < lens[:, None]
+            mask = valid[:, None, None, :]
+            # A short row's padding reads the zeroed scratch slot, never an unwritten one.
+            slots = slots.masked_fill(~valid, self.kv.scratch_slot)
         attn = AttentionInputs(
             self.kv.k,
             self.kv.v,

@@ -180,12 +180,13 @@ def _generate(
 
     engine.scheduler.model = model_call  # type: ignore[assignment]
     # Poison every unwritten slot so that a stray read shows: the kernels read only slots that
-    # were written; the torch path gathers whole padded rows and must zero what it masks.
-    for t in engine.scheduler.kv.k + engine.scheduler.kv.v:
-        t.fill_(float("nan"))
+    # were written; the torch path gathers whole padded rows, whose padding must read the
+    # cache's zeroed scratch block (left as it is here) and nothing else.
+    kv = engine.scheduler.kv
+    for t in kv.k + kv.v:
+        t[: kv.scratch_slot].fill_(float("nan"))
     if buckets:
         # Block 31 as the padded rows' scratch: these few short sequences never reach it.
-        kv = engine.scheduler.kv
         graphs = _EagerBuckets(model, kv.k, kv.v, 4, 4, max_blocks=8, scratch_block=31)
         graphs.model = model_call  # type: ignore[assignment]
         engine.scheduler.decode_graphs = graphs
