@@ -161,13 +161,22 @@ class IncrementalDetokenizer:
     Two things are held back: an incomplete UTF-8 sequence (decoded as U+FFFD until its last byte
     arrives) and a tail that could still grow into a stop string, so that a stop string never
     reaches the client even in part.
+
+    Each token costs a decode of a few tokens, not of the whole output (as vLLM does): the
+    window starts a little before the new tokens, and the new text is what decoding the window
+    adds to decoding its old part, so a decoder that treats a sequence's first token specially
+    (a leading space stripped) treats both alike.
     """
 
     def __init__(self, tokenizer: Tokenizer, stop: Sequence[str] = ()) -> None:
         self._tokenizer = tokenizer
         self._stop = [s for s in stop if s]
         self._ids: list[int] = []
-        self.text = ""  # all final text emitted so far
+        self._window = 0  # the decode window starts at this token
+        self._read = 0  # tokens before this are in `_decoded`
+        self._window_text = ""  # decode(ids[_window:_read])
+        self._decoded = ""  # the text of ids[:_read]
+        self.text = ""  # all final text emitted so far (a prefix of `_decoded`)
         self.stopped = False
 
     def add(self, token_id: int) -> str:
@@ -175,9 +184,13 @@ class IncrementalDetokenizer:
         if self.stopped:
             return ""
         self._ids.append(token_id)
-        full = self._tokenizer.decode(self._ids)
-        if full.endswith("\ufffd"):
-            return ""
+        window = self._tokenizer.decode(self._ids[self._window :])
+        if window.endswith("\ufffd") or len(window) <= len(self._window_text):
+            return ""  # half a character (or nothing visible) so far: wait for more tokens
+        self._decoded += window[len(self._window_text) :]
+        self._window, self._read = self._read, len(self._ids)
+        self._window_text = self._tokenizer.decode(self._ids[self._window : self._read])
+        full = self._decoded
         for s in self._stop:
             at = full.find(s, max(0, len(self.text) - len(s) + 1))
             if at != -1:
@@ -190,10 +203,12 @@ class IncrementalDetokenizer:
         """At the end of generation: release the held-back tail (it never became a stop string)."""
         if self.stopped:
             return ""
-        return self._emit(self._tokenizer.decode(self._ids))
+        pending = self._tokenizer.decode(self._ids[self._window :])[len(self._window_text) :]
+        return self._emit(self._decoded + pending)
 
     def _emit(self, final: str) -> str:
-        if len(final) <= len(self.text) or not final.startswith(self.text):
+        # `final` extends the text already emitted: `_decoded` only ever grows at its end.
+        if len(final) <= len(self.text):
             return ""
         delta, self.text = final[len(self.text) :], final
         return delta

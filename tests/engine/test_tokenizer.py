@@ -65,3 +65,22 @@ def test_a_partial_stop_string_is_released_at_the_end(engine: Any) -> None:
     deltas, detok = _stream(engine.tokenizer, "Ends with ST", ["STOP"])
     assert not detok.stopped
     assert "".join(deltas) == "Ends with ST"
+
+
+def test_a_long_stream_decodes_a_small_window_per_token(engine: Any) -> None:
+    tok = engine.tokenizer
+    text = "Grüße, 世界! 🙂🚀 Tabs\tand  spaces, code `x = [1, 2]`.\n" * 60
+    ids = tok.encode(text)
+    assert len(ids) > 1000
+    widths: list[int] = []
+
+    class Counting:
+        def decode(self, some: list[int]) -> str:
+            widths.append(len(some))
+            return tok.decode(some)
+
+    detok = IncrementalDetokenizer(Counting(), [])  # type: ignore[arg-type]
+    deltas = [detok.add(t) for t in ids] + [detok.flush()]
+    assert "".join(deltas) == tok.decode(ids) == text
+    assert not any("\ufffd" in d for d in deltas)
+    assert max(widths) <= 8  # never the whole output: linear, not quadratic, in its length
