@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/engine_decode.py [--new-tokens 128] [--repeats 3] [--quick]
 
-Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16, int8 weight-only)
-and transformers ``generate`` on the same GGUF; aggregate tokens/s with 1, 4 and 16 concurrent
-requests through the scheduler; load time cold and warm. Medians of ``--repeats`` runs; this
+Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16, int8 weight-only,
+and fp32 / int8 with the torch.compile'd decode step) and transformers ``generate`` on the same
+GGUF; aggregate tokens/s with 1, 4 and 16 concurrent requests through the scheduler (eager and
+compiled fp32); load time cold and warm, and with the compile. Medians of ``--repeats`` runs; this
 machine is shared and noisy, so compare ratios taken in one run. Writes
 benchmarks/results/engine_decode.json.
 """
@@ -165,13 +166,16 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--prefill-len", type=int, default=512)
-    ap.add_argument("--quick", action="store_true", help="32 new tokens, 1 repeat, no transformers")
+    ap.add_argument(
+        "--quick", action="store_true", help="32 new tokens, 1 repeat, no transformers, no compile"
+    )
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd engines (minutes)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.new_tokens, args.repeats = 32, 1
+        args.new_tokens, args.repeats, args.no_compile = 32, 1, True
 
     # Load time: a fresh cache directory (cold: dequantize + write the cache), then again (warm).
     with tempfile.TemporaryDirectory() as cache:
@@ -189,6 +193,12 @@ def main() -> None:
         "engine bf16": LocalEngine.load("smollm2", prefix_caching=False, dtype="bfloat16"),
         "engine int8": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32", quantize="int8"),
     }
+    compile_load_s: dict[str, float] = {}
+    if not args.no_compile:  # torch.compile'd decode steps: the load includes the compile
+        for name, quant in (("engine fp32 compiled", "none"), ("engine int8 compiled", "int8")):
+            t0 = time.perf_counter()
+            engines[name] = LocalEngine.load("smollm2", prefix_caching=False, quantize=quant, compile=True)
+            compile_load_s[name] = time.perf_counter() - t0
     fp32 = engines["engine fp32 (exact)"]
     prompt_ids = fp32.encode_chat([{"role": "user", "content": PROMPT}])
     filler = long_prompt(fp32, args.prefill_len, 0)
@@ -216,6 +226,11 @@ def main() -> None:
     if hf is not None:
         rows["transformers fp32"]["load_s"] = hf.load_s
     concurrency = bench_concurrency(fp32, [1, 4, 16], min(64, args.new_tokens))
+    compiled_concurrency = None
+    if "engine fp32 compiled" in engines:
+        compiled_concurrency = bench_concurrency(
+            engines["engine fp32 compiled"], [1, 4, 16], min(64, args.new_tokens)
+        )
     for e in engines.values():
         e.close()
     llama = bench_llama_cpp(prompt_ids, args.new_tokens, args.repeats)
@@ -238,12 +253,19 @@ def main() -> None:
         same = "-" if not ref or "tokens" not in r else str(r["tokens"] == ref["tokens"])
         print(f"{name:24} {r['decode_tok_s']:12.1f} {dx:>6} {pf or 0:14.1f} {px:>6} {same:>18}")
     if llama:
-        print(f"int8 vs llama.cpp decode: {rows['engine int8']['decode_tok_s'] / llama['decode_tok_s']:.2f}x")
+        for name in ("engine int8", "engine int8 compiled"):
+            if name in rows:
+                ratio = rows[name]['decode_tok_s'] / llama['decode_tok_s']
+                print(f"{name} vs llama.cpp decode: {ratio:.2f}x")
     base = concurrency.get(1, 0.0)
-    print(
-        "concurrent requests (fp32):  "
-        + "  ".join(f"{c}: {v:.1f} tok/s ({v / base:.1f}x)" for c, v in concurrency.items())
-    )
+    for label, conc in (("fp32", concurrency), ("fp32 compiled", compiled_concurrency)):
+        if conc:
+            print(
+                f"concurrent requests ({label}):  "
+                + "  ".join(f"{c}: {v:.1f} tok/s ({v / conc[1]:.1f}x)" for c, v in conc.items())
+            )
+    for name, secs in compile_load_s.items():
+        print(f"{name}: load with compile {secs:.1f} s")
     print(
         f"load: cold {cold:.2f} s, warm {warm:.2f} s"
         + (f"; transformers {ref['load_s']:.1f} s" if ref else "")
@@ -264,6 +286,11 @@ def main() -> None:
                 },
                 "concurrency_tok_s": concurrency,
                 "concurrency_ratio_16_vs_1": concurrency.get(16, 0.0) / base if base else None,
+                "compiled_concurrency_tok_s": compiled_concurrency,
+                "compiled_concurrency_ratio_16_vs_1": (
+                    compiled_concurrency[16] / compiled_concurrency[1] if compiled_concurrency else None
+                ),
+                "compile_load_s": compile_load_s,
                 "load_s": {"cold": cold, "warm": warm},
                 "load_average_after": os.getloadavg(),
             },

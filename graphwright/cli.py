@@ -325,14 +325,18 @@ DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (defaul
                      "CPU, bfloat16 on CUDA)")
 QUANTIZE = typer.Option("none", "--quantize", help="none | int8 (weight-only)")
 DEVICE = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)")
+COMPILE = typer.Option(False, "--compile", help="torch.compile the decode step: faster tokens "
+                       "after a compile at load (a minute or two the first time, ~40 s later)")
 
 
-def _engine_options(dtype: str | None, quantize: str, device: str | None) -> dict[str, Any]:
+def _engine_options(
+    dtype: str | None, quantize: str, device: str | None, compile: bool = False
+) -> dict[str, Any]:
     if quantize not in ("none", "int8"):
         _fail(f"--quantize {quantize!r}: use none or int8", 2)
     if dtype not in (None, "float32", "bfloat16", "float16"):
         _fail(f"--dtype {dtype!r}: use float32, bfloat16 or float16", 2)
-    options: dict[str, Any] = {"quantize": quantize}
+    options: dict[str, Any] = {"quantize": quantize, "compile": compile}
     if dtype:
         options["dtype"] = dtype
     if device:
@@ -348,9 +352,10 @@ def serve(
     dtype: str | None = DTYPE,
     quantize: str = QUANTIZE,
     device: str | None = DEVICE,
+    compile: bool = COMPILE,
 ) -> None:
     """Serve a local model over the OpenAI HTTP API (/v1/chat/completions, /v1/models, ...)."""
-    options = _engine_options(dtype, quantize, device)
+    options = _engine_options(dtype, quantize, device, compile)
     from graphwright.engine.server import serve as run_server
     from graphwright.engine.weights import ModelLoadError
 
@@ -372,9 +377,10 @@ def generate(
     dtype: str | None = DTYPE,
     quantize: str = QUANTIZE,
     device: str | None = DEVICE,
+    compile: bool = COMPILE,
 ) -> None:
     """Stream one chat answer from a local model to the terminal."""
-    options = _engine_options(dtype, quantize, device)
+    options = _engine_options(dtype, quantize, device, compile)
     from graphwright.engine.llm import LocalEngine
     from graphwright.engine.sampling import SamplingParams
     from graphwright.engine.weights import ModelLoadError

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from graphwright.engine.compiled import CompiledDecode, DecodeStep
 from graphwright.engine.config import EngineConfig
 from graphwright.engine.cuda_graphs import DecodeGraphs
 from graphwright.engine.kv_cache import BlockManager, KVCache
@@ -225,12 +226,16 @@ class LocalEngine:
             self.dtype,
             self.device,
         )
-        graphs = None
+        decode_step: DecodeStep | None = None
         if graphed:
             max_blocks = -(-self.max_model_len // cfg.block_size)
-            graphs = DecodeGraphs(
+            decode_step = DecodeGraphs(
                 self.model, kv.k, kv.v, cfg.block_size, cfg.max_num_seqs, max_blocks, kv.scratch_block
             )
+        elif cfg.compile and self.model.use_kernels:
+            logger.warning("compile=True ignored: it compiles the torch path, and the Triton kernels are on")
+        elif cfg.compile:
+            decode_step = CompiledDecode(self.model, kv.k, kv.v, kv.scratch_slot)
         self.scheduler = Scheduler(
             self.model,
             self.tokenizer,
@@ -239,7 +244,7 @@ class LocalEngine:
             cfg.max_num_seqs,
             self.max_model_len,
             self.device,
-            graphs,
+            decode_step,
         )
         self.load_seconds = time.perf_counter() - t0
         self._wake = threading.Condition()

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from graphwright.engine.cuda_graphs import DecodeGraphs
+from graphwright.engine.compiled import DecodeStep
 from graphwright.engine.kv_cache import BlockManager, BlockTable, KVCache
 from graphwright.engine.model import AttentionInputs, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint, sample
@@ -78,10 +78,11 @@ class Scheduler:
         max_num_seqs: int,
         max_model_len: int,
         device: torch.device,
-        decode_graphs: DecodeGraphs | None = None,  # replays decode steps as CUDA graphs
+        # Runs decode steps instead of the model: CUDA graphs, or the torch.compile'd model.
+        decode_step: DecodeStep | None = None,
     ) -> None:
         self.model, self.tokenizer, self.kv, self.blocks = model, tokenizer, kv, blocks
-        self.decode_graphs = decode_graphs
+        self.decode_step = decode_step
         self.max_num_seqs, self.max_model_len, self.device = max_num_seqs, max_model_len, device
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -174,7 +175,7 @@ class Scheduler:
             block_size=self.blocks.block_size,
         )
         inputs = torch.tensor([[s.output_ids[-1]] for s in seqs], device=dev)
-        logits = (self.decode_graphs or self.model)(inputs, (lens - 1)[:, None], attn)
+        logits = (self.decode_step or self.model)(inputs, (lens - 1)[:, None], attn)
         for s in seqs:
             assert s.table is not None
             self.blocks.commit(s.table, s.all_ids[: s.table.num_tokens])
@@ -189,8 +190,10 @@ class Scheduler:
     def _slot_rows(self, blocks: torch.Tensor, length: int) -> torch.Tensor:
         """``[B, length]`` cache slots of the first ``length`` tokens of each row of ``blocks``."""
         bs = self.blocks.block_size
-        slots = (blocks[:, :, None] * bs + torch.arange(bs, device=self.device)).view(blocks.shape[0], -1)
-        return slots[:, :length]
+        # A new [B, length] tensor (not a view of a wider one): a compiled decode step would
+        # otherwise see strides that vary from step to step and recompile.
+        pos = torch.arange(length, device=self.device)
+        return blocks[:, pos // bs] * bs + pos % bs
 
     def _reserve_slots(self, seqs: list[Sequence]) -> list[Sequence]:
         """Give each decoding sequence a slot for its pending token, preempting if blocks run out."""

@@ -189,7 +189,7 @@ def _generate(
         # Block 31 as the padded rows' scratch: these few short sequences never reach it.
         graphs = _EagerBuckets(model, kv.k, kv.v, 4, 4, max_blocks=8, scratch_block=31)
         graphs.model = model_call  # type: ignore[assignment]
-        engine.scheduler.decode_graphs = graphs
+        engine.scheduler.decode_step = graphs
     try:
         greedy = SamplingParams(temperature=0.0, max_tokens=new, ignore_eos=True)
         # Holding the loop's lock until all are queued: the first step admits every prompt, so
@@ -227,5 +227,16 @@ def test_triton_on_cpu_without_the_interpreter_is_refused(
         LocalEngine.from_model(model, _byte_tokenizer(), EngineConfig(kernels="triton", num_blocks=4))
     # "auto" on CPU is the torch path, and CUDA graphs are ignored there (with a log line).
     engine = LocalEngine.from_model(model, _byte_tokenizer(), EngineConfig(cuda_graphs=True, num_blocks=4))
-    assert not engine.model.use_kernels and engine.scheduler.decode_graphs is None
+    assert not engine.model.use_kernels and engine.scheduler.decode_step is None
+    engine.close()
+
+
+def test_compile_is_ignored_with_the_triton_kernels(
+    state: dict[str, torch.Tensor], caplog: pytest.LogCaptureFixture
+) -> None:
+    model = Transformer.from_state_dict(CFG, state)
+    cfg = EngineConfig(kernels="triton", compile=True, num_blocks=4)
+    engine = LocalEngine.from_model(model, _byte_tokenizer(), cfg)
+    assert engine.model.use_kernels and engine.scheduler.decode_step is None
+    assert "compile=True ignored" in caplog.text
     engine.close()

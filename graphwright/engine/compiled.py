@@ -1,0 +1,58 @@
+"""The torch path's decode step through ``torch.compile`` (``EngineConfig.compile``).
+
+On a CPU a small model's decode step is mostly weight reads plus ~1,000 small ops, each paying
+Python and dispatcher overhead. Inductor fuses the small ops (norms, RoPE, SwiGLU, residual adds)
+into generated C++ loops and runs the whole step without the Python layer in between; the
+matmuls stay with the BLAS library, so the arithmetic that matters is unchanged (logits move by
+~1e-5, greedy tokens stay the same in our checks).
+
+Two graphs are compiled at load, so that no request waits for the compiler: batch 1 (no mask)
+and batch >= 2 (masked), each with the context length symbolic. The first load compiles (about
+a minute or two on 2 cores); later loads find the kernels in torch's inductor cache
+(``TORCHINDUCTOR_CACHE_DIR``, default under the temp directory) but still trace (~40 s).
+Prompts (prefill) run eagerly: their shapes vary too much to be worth a graph each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from graphwright.engine.model import AttentionInputs, Transformer
+
+DecodeStep = Callable[[Tensor, Tensor, AttentionInputs], Tensor]
+
+
+class CompiledDecode:
+    """``model(input_ids, positions, attn)`` for decode steps, compiled; same call, same result."""
+
+    def __init__(self, model: Transformer, k_cache: list[Tensor], v_cache: list[Tensor], scratch_slot: int):
+        if model.use_kernels:
+            raise ValueError("compile applies to the torch path; the Triton kernels are compiled already")
+        self.model = model
+        self._fn = torch.compile(model, dynamic=True)
+        self._warm_up(k_cache, v_cache, scratch_slot)
+
+    @torch.inference_mode()
+    def _warm_up(self, k_cache: list[Tensor], v_cache: list[Tensor], scratch_slot: int) -> None:
+        # The compiler specializes sizes 0 and 1, and a size equal to a model constant (3 KV heads)
+        # would be tied to it: the context length here is 37 so that it stays symbolic. Every
+        # read and write goes to the scratch slot (finite values in, finite values out), so no
+        # sequence's cache is touched. Inputs are contiguous, as the scheduler's are: a stride
+        # equal to a size would be tied to it too.
+        dev = self.model.embed_tokens.weight.device
+        for bsz in (1, 2):
+            ctx = 37
+            slots = torch.full((bsz, ctx), scratch_slot, dtype=torch.long, device=dev)
+            mask = None
+            if bsz > 1:
+                mask = torch.ones(bsz, 1, 1, ctx, dtype=torch.bool, device=dev)
+            write = torch.full((bsz,), scratch_slot, dtype=torch.long, device=dev)
+            attn = AttentionInputs(k_cache, v_cache, write, slots, mask)
+            ids = torch.zeros(bsz, 1, dtype=torch.long, device=dev)
+            self._fn(ids, torch.full((bsz, 1), ctx - 1, device=dev), attn)
+
+    def __call__(self, input_ids: Tensor, positions: Tensor, attn: AttentionInputs) -> Tensor:
+        return self._fn(input_ids, positions, attn)  # type: ignore[no-any-return]

@@ -1,0 +1,45 @@
+"""The torch.compile'd decode step on the real model: the eager tokens, no compiling at run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from graphwright.engine.compiled import CompiledDecode
+from graphwright.engine.llm import LocalEngine
+from graphwright.engine.sampling import SamplingParams
+
+
+@pytest.fixture(scope="module")
+def compiled(weights_cache: Path) -> Any:
+    eng = LocalEngine.load("smollm2", cache_dir=str(weights_cache), dtype="float32", compile=True)
+    yield eng
+    eng.close()
+
+
+def _graphs() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def test_compiled_decode_gives_the_eager_tokens(engine: Any, compiled: Any, chat_prompts: list[str]) -> None:
+    assert isinstance(compiled.scheduler.decode_step, CompiledDecode)
+    graphs_at_load = _graphs()
+    assert graphs_at_load >= 2  # batch 1 and batch >= 2, compiled by the warm-up
+    prompts = [engine.encode_chat([{"role": "user", "content": p}]) for p in chat_prompts[:4]]
+    greedy = SamplingParams(temperature=0.0, max_tokens=24, min_tokens=24)
+
+    def run(eng: Any, batched: bool) -> list[list[int]]:
+        if not batched:  # one at a time: batch-1 decode steps
+            return [eng.generate(p, greedy).outputs[0].token_ids for p in prompts]
+        with eng._wake:  # all queued before the first step: batched steps of different lengths
+            handles = [eng.submit(p, greedy) for p in prompts]
+        return [h.result().outputs[0].token_ids for h in handles]
+
+    for batched in (False, True):
+        assert run(compiled, batched) == run(engine, batched)
+    # Batch 1 and batch >= 2, every context length: both graphs were built at load.
+    assert _graphs() == graphs_at_load
+
