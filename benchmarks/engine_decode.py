@@ -85,6 +85,18 @@ def bench_concurrency(engine: LocalEngine, levels: list[int], new_tokens: int) -
     return out
 
 
+def matmul_floor(engine: LocalEngine, steps: int) -> float:
+    """Tokens/s if a batch-1 step were only its matmuls: every weight read once, nothing else."""
+    lins = [m for m in engine.model.modules() if isinstance(m, torch.nn.Linear)]
+    xs = {n: torch.randn(1, 1, n) for n in {m.in_features for m in lins}}
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            for m in lins:
+                m(xs[m.in_features])
+        return steps / (time.perf_counter() - t0)
+
+
 class TransformersRunner:
     """transformers' LlamaForCausalLM on the same GGUF, through ``generate``."""
 
@@ -209,10 +221,12 @@ def main() -> None:
     if not args.quick:
         hf = runners["transformers fp32"] = TransformersRunner(prompt_ids, args.new_tokens, filler)
     samples: dict[str, dict[str, list[float]]] = {k: {"decode": [], "prefill": []} for k in runners}
+    floor: list[float] = []
     for _ in range(args.repeats):
         for name, runner in runners.items():
             samples[name]["decode"].append(runner.decode())
             samples[name]["prefill"].append(runner.prefill())
+        floor.append(matmul_floor(fp32, args.new_tokens))
     rows: dict[str, dict[str, Any]] = {
         name: {
             "decode_tok_s": median(samples[name]["decode"]),
@@ -252,6 +266,15 @@ def main() -> None:
         px = f"{pf / ref['prefill_tok_s']:.2f}" if ref and pf else "-"
         same = "-" if not ref or "tokens" not in r else str(r["tokens"] == ref["tokens"])
         print(f"{name:24} {r['decode_tok_s']:12.1f} {dx:>6} {pf or 0:14.1f} {px:>6} {same:>18}")
+    fp32_floor = median(floor)
+    print(
+        f"fp32 floor, the step's matmuls alone: {fp32_floor:.1f} tok/s; "
+        + ", ".join(
+            f"{name} at {rows[name]['decode_tok_s'] / fp32_floor:.0%} of it"
+            for name in ("engine fp32 (exact)", "engine fp32 compiled", "transformers fp32")
+            if name in rows
+        )
+    )
     if llama:
         for name in ("engine int8", "engine int8 compiled"):
             if name in rows:
@@ -291,6 +314,7 @@ def main() -> None:
                     compiled_concurrency[16] / compiled_concurrency[1] if compiled_concurrency else None
                 ),
                 "compile_load_s": compile_load_s,
+                "fp32_matmul_floor_tok_s": fp32_floor,
                 "load_s": {"cold": cold, "warm": warm},
                 "load_average_after": os.getloadavg(),
             },
