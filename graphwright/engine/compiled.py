@@ -15,14 +15,10 @@ Prompts (prefill) run eagerly: their shapes vary too much to be worth a graph ea
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
 from graphwright.engine.model import AttentionInputs, Transformer
-
-DecodeStep = Callable[[Tensor, Tensor, AttentionInputs], Tensor]
 
 
 class CompiledDecode:

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from graphwright.engine.compiled import CompiledDecode, DecodeStep
+from graphwright.engine.compiled import CompiledDecode
 from graphwright.engine.config import EngineConfig
 from graphwright.engine.cuda_graphs import DecodeGraphs
 from graphwright.engine.kv_cache import BlockManager, KVCache
-from graphwright.engine.model import Transformer
+from graphwright.engine.model import DecodeStep, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint
 from graphwright.engine.scheduler import FinishReason, Scheduler, TokenEvent
 from graphwright.engine.scheduler import Sequence as Seq

@@ -16,6 +16,7 @@ is checked against this torch path, which stays the reference.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import cast
@@ -45,6 +46,11 @@ class AttentionInputs:
     block_tables: Tensor | None = None  # [B, max_blocks] int32 physical block of each logical block
     seq_lens: Tensor | None = None  # [B] int32 context length, the new token included
     block_size: int = 0
+
+
+# What stands in for ``model(input_ids, positions, attn)`` on decode steps: CUDA graphs, or the
+# torch.compile'd model.
+DecodeStep = Callable[[Tensor, Tensor, AttentionInputs], Tensor]
 
 
 def _kernels() -> ModuleType:

@@ -19,9 +19,8 @@ from typing import Literal
 
 import torch
 
-from graphwright.engine.compiled import DecodeStep
 from graphwright.engine.kv_cache import BlockManager, BlockTable, KVCache
-from graphwright.engine.model import AttentionInputs, Transformer
+from graphwright.engine.model import AttentionInputs, DecodeStep, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint, sample
 from graphwright.engine.tokenizer import IncrementalDetokenizer, Tokenizer
 
@@ -78,7 +77,6 @@ class Scheduler:
         max_num_seqs: int,
         max_model_len: int,
         device: torch.device,
-        # Runs decode steps instead of the model: CUDA graphs, or the torch.compile'd model.
         decode_step: DecodeStep | None = None,
     ) -> None:
         self.model, self.tokenizer, self.kv, self.blocks = model, tokenizer, kv, blocks

@@ -195,20 +195,19 @@ class IncrementalDetokenizer:
             at = full.find(s, max(0, len(self.text) - len(s) + 1))
             if at != -1:
                 self.stopped = True
-                return self._emit(full[:at])
+                return self._emit(at)
         hold = max((k for s in self._stop for k in range(1, len(s)) if full.endswith(s[:k])), default=0)
-        return self._emit(full[: len(full) - hold])
+        return self._emit(len(full) - hold)
 
     def flush(self) -> str:
         """At the end of generation: release the held-back tail (it never became a stop string)."""
         if self.stopped:
             return ""
-        pending = self._tokenizer.decode(self._ids[self._window :])[len(self._window_text) :]
-        return self._emit(self._decoded + pending)
+        self._decoded += self._tokenizer.decode(self._ids[self._window :])[len(self._window_text) :]
+        return self._emit(len(self._decoded))
 
-    def _emit(self, final: str) -> str:
-        # `final` extends the text already emitted: `_decoded` only ever grows at its end.
-        if len(final) <= len(self.text):
-            return ""
-        delta, self.text = final[len(self.text) :], final
+    def _emit(self, end: int) -> str:
+        """Release ``_decoded`` up to ``end``; what was released before is a prefix of it."""
+        delta = self._decoded[len(self.text) : end]
+        self.text += delta
         return delta
