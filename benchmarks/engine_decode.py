@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/engine_decode.py [--new-tokens 128] [--repeats 3] [--quick]
 
-Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16, int8 weight-only,
-and fp32 / int8 with the torch.compile'd decode step) and transformers ``generate`` on the same
-GGUF; aggregate tokens/s with 1, 4 and 16 concurrent requests through the scheduler (eager and
-compiled fp32); load time cold and warm, and with the compile. Medians of ``--repeats`` runs; this
-machine is shared and noisy, so compare ratios taken in one run. Writes
-benchmarks/results/engine_decode.json.
+Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16, int8 and int4
+weight-only, and fp32 / int8 / int4 with the torch.compile'd decode step) and transformers
+``generate`` on the same GGUF; aggregate tokens/s with 1, 4 and 16 concurrent requests through
+the scheduler (eager and compiled fp32); load time cold and warm, and with the compile. Medians
+of ``--repeats`` runs; this machine is shared and noisy, so compare ratios taken in one run.
+Writes benchmarks/results/engine_decode.json.
 """
 
 from __future__ import annotations
@@ -204,10 +204,15 @@ def main() -> None:
         "engine fp32 (exact)": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32"),
         "engine bf16": LocalEngine.load("smollm2", prefix_caching=False, dtype="bfloat16"),
         "engine int8": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32", quantize="int8"),
+        "engine int4": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32", quantize="int4"),
     }
     compile_load_s: dict[str, float] = {}
     if not args.no_compile:  # torch.compile'd decode steps: the load includes the compile
-        for name, quant in (("engine fp32 compiled", "none"), ("engine int8 compiled", "int8")):
+        for name, quant in (
+            ("engine fp32 compiled", "none"),
+            ("engine int8 compiled", "int8"),
+            ("engine int4 compiled", "int4"),
+        ):
             t0 = time.perf_counter()
             engines[name] = LocalEngine.load("smollm2", prefix_caching=False, quantize=quant, compile=True)
             compile_load_s[name] = time.perf_counter() - t0
@@ -276,7 +281,7 @@ def main() -> None:
         )
     )
     if llama:
-        for name in ("engine int8", "engine int8 compiled"):
+        for name in ("engine int8", "engine int8 compiled", "engine int4", "engine int4 compiled"):
             if name in rows:
                 ratio = rows[name]['decode_tok_s'] / llama['decode_tok_s']
                 print(f"{name} vs llama.cpp decode: {ratio:.2f}x")

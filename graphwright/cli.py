@@ -323,7 +323,8 @@ MODEL = typer.Option("smollm2", "--model", help="alias (smollm2), a .gguf path, 
                      "Face Llama folder")
 DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: float32 on "
                      "CPU, bfloat16 on CUDA)")
-QUANTIZE = typer.Option("none", "--quantize", help="none | int8 (weight-only)")
+QUANTIZE = typer.Option("none", "--quantize", help="none | int8 | int4 (weight-only; int4 keeps "
+                        "a Q4_1 GGUF's own 4-bit weights)")
 DEVICE = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)")
 COMPILE = typer.Option(False, "--compile", help="torch.compile the decode step: faster tokens "
                        "after a compile at load (a minute or two the first time, ~40 s later)")
@@ -332,8 +333,8 @@ COMPILE = typer.Option(False, "--compile", help="torch.compile the decode step: 
 def _engine_options(
     dtype: str | None, quantize: str, device: str | None, compile: bool = False
 ) -> dict[str, Any]:
-    if quantize not in ("none", "int8"):
-        _fail(f"--quantize {quantize!r}: use none or int8", 2)
+    if quantize not in ("none", "int8", "int4"):
+        _fail(f"--quantize {quantize!r}: use none, int8 or int4", 2)
     if dtype not in (None, "float32", "bfloat16", "float16"):
         _fail(f"--dtype {dtype!r}: use float32, bfloat16 or float16", 2)
     options: dict[str, Any] = {"quantize": quantize, "compile": compile}

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 DType = Literal["float32", "bfloat16", "float16"]
-Quantize = Literal["none", "int8"]
+Quantize = Literal["none", "int8", "int4"]
 Kernels = Literal["auto", "triton", "torch"]
 
 

@@ -17,7 +17,7 @@ class LocalConfig(BaseModel):
     model: str = Field(default="smollm2", description="alias, .gguf path, or a Hugging Face folder")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         default=None, description="default: float32 on CPU (exact), bfloat16 on CUDA")
-    quantize: Literal["none", "int8"] = "none"
+    quantize: Literal["none", "int8", "int4"] = "none"
     device: str | None = None
     temperature: float = Field(default=0.0, ge=0.0)
     max_tokens: int = Field(default=256, ge=1)

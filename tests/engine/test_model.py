@@ -44,7 +44,7 @@ def test_greedy_tokens_equal_transformers(engine: Any, hf_model: Any, chat_promp
         assert ours == theirs, f"prompt {prompt!r}: first difference at token {first_diff}"
 
 
-def test_bf16_and_int8_stay_close_to_the_fp32_reference(
+def test_bf16_int8_and_int4_stay_close_to_the_fp32_reference(
     engine: Any, weights_cache: Any, chat_prompts: list[str]
 ) -> None:
     # Near ties make exact tokens a float32-only promise; the other modes are held to the logits.
@@ -55,6 +55,7 @@ def test_bf16_and_int8_stay_close_to_the_fp32_reference(
     variants = {
         "bf16": Transformer.from_state_dict(w.config, w.state_dict, dtype=torch.bfloat16),
         "int8": Transformer.from_state_dict(w.config, w.state_dict, quantize="int8"),
+        "int4": Transformer.from_state_dict(w.config, w.state_dict, quantize="int4"),
     }
     for prompt in chat_prompts[:3]:
         ids = torch.tensor([_chat_ids(engine, prompt)])

@@ -1,0 +1,116 @@
+"""Weight-only quantized linears (``--quantize int8`` and ``--quantize int4``).
+
+Activations stay in the model's dtype (float32 on CPU); only the weights are stored small, which
+is what a batch-1 decode step on a CPU waits for. Quantizing activations too (fbgemm's dynamic
+int8 linear, W8A8) was tried and dropped: SmolLM2's activations carry outlier channels (the
+down projection's input worst), and per-token int8 took top-1 agreement with the float32 model
+from 0.96 to 0.56, still 0.87-0.91 with SmoothQuant scaling and outlier channels split off.
+
+On a CPU each linear has two paths. A decode step (fewer than 32 rows) runs torch's weight-only
+kernel, which reads the small weights directly; a prompt (32 rows or more) is compute-bound, so
+the weights are widened to bfloat16 once per call and the AMX/AVX-512 bf16 matmul does the work.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Rows at which a CPU matmul stops being bound by the weight reads (see the module docstring).
+_PREFILL_ROWS = 32
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 (one scale per output row); activations stay in the model's dtype."""
+
+    use_kernels = False  # set by Transformer.set_kernels: the Triton int8 matmul
+
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        w = weight.float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+        self.weight: Tensor
+        self.scales: Tensor
+        self.scales_bf16: Tensor
+        self.register_buffer("weight", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scales)
+        self.register_buffer("scales_bf16", scales.to(torch.bfloat16))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if self.use_kernels:  # dequantized tile by tile inside the kernel, scales applied in fp32
+            from graphwright.engine import kernels  # triton is optional: imported on use
+
+            scales = self.scales if x.dtype == torch.float32 else self.scales.to(x.dtype)
+            out = kernels.int8_matmul(x2, self.weight, scales)
+        elif x.device.type == "cpu" and x2.shape[0] >= _PREFILL_ROWS:
+            w = self.weight.to(torch.bfloat16) * self.scales_bf16[:, None]
+            out = F.linear(x2.to(torch.bfloat16), w)
+        elif x.device.type == "cpu":
+            # The CPU kernel is vectorized for bfloat16 activations only (fp32 runs ~10x slower).
+            out = torch.ops.aten._weight_int8pack_mm(x2.to(torch.bfloat16), self.weight, self.scales_bf16)
+        else:
+            out = F.linear(x2, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
+        return out.to(x.dtype).reshape(*shape[:-1], -1)
+
+
+class Int4Linear(nn.Module):
+    """Weight-only 4-bit in groups of 32 input channels: ``w = q * scale + min``, ``q`` in 0..15.
+
+    This is GGUF's Q4_1 layout (one scale and one minimum per 32 weights), and the grid is found
+    the way Q4_1 finds it (the group's min and max), so a Q4_1 file's matrices, dequantized to
+    float32 by the loader, come back here as exactly the numbers the file holds: for SmolLM2 the
+    int4 model *is* the GGUF model, with bfloat16 activations. Other weights are quantized with
+    the same rule (round to nearest on the group's min..max grid).
+
+    The CPU decode path is torch's int4 kernel (``_weight_int4pack_mm_for_cpu``, bfloat16 in and
+    out, scales and offsets rounded to bfloat16); elsewhere the weights are dequantized per call.
+    """
+
+    group_size = 32
+
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        n, k = weight.shape
+        g = self.group_size
+        if k % g:
+            raise ValueError(f"int4 needs input features in groups of {g}; this weight is [{n}, {k}]")
+        groups = weight.float().reshape(n, k // g, g)
+        lo = groups.amin(dim=-1)
+        scale = (groups.amax(dim=-1) - lo) / 15.0
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))  # a constant group: q = 0
+        q = torch.round((groups - lo[..., None]) / safe[..., None]).clamp(0, 15).reshape(n, k)
+        self.q: Tensor
+        self.scales: Tensor
+        self.mins: Tensor
+        self.register_buffer("q", q.to(torch.uint8))  # unpacked: prompts and non-CPU devices
+        self.register_buffer("scales", scale)  # [n, k / 32] float32
+        self.register_buffer("mins", lo)
+        self.packed: Tensor | None = None
+        self.scales_and_zeros: Tensor | None = None
+        if weight.device.type == "cpu":
+            self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
+            # The kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale.
+            zeros = lo + 8.0 * scale
+            both = torch.stack((scale.t(), zeros.t()), dim=-1)  # [k / 32, n, 2]
+            self.scales_and_zeros = both.to(torch.bfloat16).contiguous()
+
+    def dequantize(self) -> Tensor:
+        """The float32 weight ``[out, in]`` these 4-bit numbers stand for."""
+        n, k = self.q.shape
+        groups = self.q.view(n, k // self.group_size, self.group_size).float()
+        return (groups * self.scales[..., None] + self.mins[..., None]).view(n, k)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if self.packed is not None and self.scales_and_zeros is not None and x2.shape[0] < _PREFILL_ROWS:
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x2.to(torch.bfloat16), self.packed, self.group_size, self.scales_and_zeros
+            )
+        else:
+            dtype = torch.bfloat16 if x.device.type == "cpu" else x.dtype
+            out = F.linear(x2.to(dtype), self.dequantize().to(dtype))
+        return out.to(x.dtype).reshape(*shape[:-1], -1)
