@@ -33,13 +33,14 @@ class CompiledDecode:
 
     @torch.inference_mode()
     def _warm_up(self, k_cache: list[Tensor], v_cache: list[Tensor], scratch_slot: int) -> None:
-        # The compiler specializes sizes 0 and 1, and a size equal to a model constant (3 KV heads)
-        # would be tied to it: the context length here is 37 so that it stays symbolic. Every
+        # The compiler specializes sizes 0 and 1, and a size equal to a model constant (3 KV heads,
+        # the 2 of int4's [groups, rows, 2] scales) would be tied to it: the batch here is 7 and
+        # the context length 37, sizes no weight has, so that both stay symbolic. Every
         # read and write goes to the scratch slot (finite values in, finite values out), so no
         # sequence's cache is touched. Inputs are contiguous, as the scheduler's are: a stride
         # equal to a size would be tied to it too.
         dev = self.model.embed_tokens.weight.device
-        for bsz in (1, 2):
+        for bsz in (1, 7):
             ctx = 37
             slots = torch.full((bsz, ctx), scratch_slot, dtype=torch.long, device=dev)
             mask = None

@@ -1,4 +1,5 @@
-"""The torch.compile'd decode step on the real model: the eager tokens, no compiling at run time."""
+"""The torch.compile'd decode step on the real model (float32 and int4): the eager tokens, no
+compiling at run time."""
 
 from __future__ import annotations
 
@@ -13,22 +14,30 @@ from graphwright.engine.llm import LocalEngine
 from graphwright.engine.sampling import SamplingParams
 
 
-@pytest.fixture(scope="module")
-def compiled(weights_cache: Path) -> Any:
-    eng = LocalEngine.load("smollm2", cache_dir=str(weights_cache), dtype="float32", compile=True)
-    yield eng
-    eng.close()
+@pytest.fixture(scope="module", params=["none", "int4"])
+def engines(request: pytest.FixtureRequest, engine: Any, weights_cache: Path) -> Any:
+    """(compiled, eager) engines of one precision: float32, and int4 (torch's int4 CPU kernel)."""
+    quantize = request.param
+    compiled = LocalEngine.load("smollm2", cache_dir=str(weights_cache), quantize=quantize, compile=True)
+    eager = engine if quantize == "none" else LocalEngine.load(
+        "smollm2", cache_dir=str(weights_cache), quantize=quantize
+    )
+    yield compiled, eager
+    compiled.close()
+    if eager is not engine:
+        eager.close()
 
 
 def _graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-def test_compiled_decode_gives_the_eager_tokens(engine: Any, compiled: Any, chat_prompts: list[str]) -> None:
+def test_compiled_decode_gives_the_eager_tokens(engines: Any, chat_prompts: list[str]) -> None:
+    compiled, eager = engines
     assert isinstance(compiled.scheduler.decode_step, CompiledDecode)
     graphs_at_load = _graphs()
     assert graphs_at_load >= 2  # batch 1 and batch >= 2, compiled by the warm-up
-    prompts = [engine.encode_chat([{"role": "user", "content": p}]) for p in chat_prompts[:4]]
+    prompts = [eager.encode_chat([{"role": "user", "content": p}]) for p in chat_prompts[:4]]
     greedy = SamplingParams(temperature=0.0, max_tokens=24, min_tokens=24)
 
     def run(eng: Any, batched: bool) -> list[list[int]]:
@@ -39,7 +48,6 @@ def test_compiled_decode_gives_the_eager_tokens(engine: Any, compiled: Any, chat
         return [h.result().outputs[0].token_ids for h in handles]
 
     for batched in (False, True):
-        assert run(compiled, batched) == run(engine, batched)
+        assert run(compiled, batched) == run(eager, batched)
     # Batch 1 and batch >= 2, every context length: both graphs were built at load.
     assert _graphs() == graphs_at_load
-
