@@ -219,3 +219,13 @@ nodes: [{id: a, kind: python}]
     values = _parse_inputs(["maybe=123", "n=42", "xs=[1, 2]", "flag=true", "s=[not json]"],
                            tmp_path / "in.json", spec)
     assert values == {"s": "[not json]", "maybe": "123", "n": 42, "xs": [1, 2], "flag": True}
+
+
+def test_generate_streams_an_answer_from_the_int4_model(tmp_path: Path) -> None:
+    env = {"GRAPHWRIGHT_CACHE": str(tmp_path / "cache")}  # a cold weight cache: the whole load path
+    res = gw("generate", "What is the capital of France?", "--quantize", "int4", "--max-tokens", "12",
+             cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "Paris" in res.stdout
+    bad = gw("generate", "hi", "--quantize", "int5", cwd=tmp_path)
+    assert bad.returncode == 2 and "--quantize 'int5': use none, int8 or int4" in bad.stderr
