@@ -26,6 +26,9 @@ from graphwright.engine.tokenizer import IncrementalDetokenizer, Tokenizer
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 _ids = itertools.count()
+# Padded prompt tokens per batched prefill call: bounds its activations (~20 MB per 1,000 tokens for
+# SmolLM2's widest layer) while still batching a burst of chat-sized prompts into one call.
+_PREFILL_TOKENS = 4096
 
 
 @dataclass
@@ -98,26 +101,18 @@ class Scheduler:
     @torch.inference_mode()
     def step(self) -> int:
         """Admit, prefill, decode once; return how many tokens were produced."""
-        produced = 0
         self._drop_cancelled()
-        while len(self.running) < self.max_num_seqs:
-            with self.lock:
-                if not self.waiting:
-                    break
-                seq = self.waiting[0]
-                table = self.blocks.allocate(seq.all_ids)
-                if table is None:
-                    break  # out of blocks: it waits (in order) until a running sequence ends
-                self.waiting.popleft()
-            seq.table = table
-            try:
+        admitted = self._admit()
+        try:
+            cached = [s for s in admitted if s.table is not None and s.table.num_cached_tokens > 0]
+            fresh = [s for s in admitted if s.table is not None and s.table.num_cached_tokens == 0]
+            for group in self._prefill_groups(fresh):
+                self._prefill_batch(group)
+            for seq in cached:  # after a prefix-cache hit: one call each, attending to the cache
                 self._prefill(seq)
-            except BaseException:
-                self.running.append(seq)  # neither waiting nor running: fail_all must still end it
-                raise
-            produced += 1
-            if seq.finish_reason is None:
-                self.running.append(seq)
+        finally:  # on an error too: fail_all must find them
+            self.running += [s for s in admitted if s.finish_reason is None]
+        produced = len(admitted)
         decoding = [s for s in self.running if s.output_ids and s.table is not None]
         decoding = self._reserve_slots(decoding)
         if decoding:
@@ -126,7 +121,74 @@ class Scheduler:
         self.running = [s for s in self.running if s.finish_reason is None]
         return produced
 
+    def _admit(self) -> list[Sequence]:
+        """Take waiting sequences in order while there is room and blocks for their tokens."""
+        admitted: list[Sequence] = []
+        first_blocks: set[tuple[int, ...]] = set()
+        bs = self.blocks.block_size
+        while len(self.running) + len(admitted) < self.max_num_seqs:
+            with self.lock:
+                if not self.waiting:
+                    break
+                seq = self.waiting[0]
+                first = tuple(seq.all_ids[:bs])
+                if self.blocks.prefix_caching and len(first) == bs and first in first_blocks:
+                    # Its prefix is being computed right now: admitted next step, it reuses those
+                    # blocks from the prefix cache instead of computing them again beside them.
+                    break
+                table = self.blocks.allocate(seq.all_ids)
+                if table is None:
+                    break  # out of blocks: it waits (in order) until a running sequence ends
+                self.waiting.popleft()
+            seq.table = table
+            admitted.append(seq)
+            first_blocks.add(first)
+        return admitted
+
+    def _prefill_groups(self, seqs: list[Sequence]) -> list[list[Sequence]]:
+        """Split prompts into batches of at most ``_PREFILL_TOKENS`` padded tokens each."""
+        groups: list[list[Sequence]] = []
+        group: list[Sequence] = []
+        longest = 0
+        for seq in seqs:
+            n = len(seq.all_ids)
+            if group and max(longest, n) * (len(group) + 1) > _PREFILL_TOKENS:
+                groups.append(group)
+                group, longest = [], 0
+            group.append(seq)
+            longest = max(longest, n)
+        return [*groups, group] if group else groups
+
     # -- model calls ----------------------------------------------------------------------
+
+    def _prefill_batch(self, seqs: list[Sequence]) -> None:
+        """Prefill whole prompts together as one ``[B, longest]`` batch, short rows padded on the right.
+
+        Causal attention keeps each real token blind to the padding after it, so its keys, values
+        and logits are those of a prefill on its own (up to the matmuls' summation order); the
+        padding writes its keys and values into the scratch slot, which no sequence reads unmasked.
+        """
+        if len(seqs) == 1:
+            self._prefill(seqs[0])
+            return
+        tables = [s.table for s in seqs if s.table is not None]
+        lengths = [len(s.all_ids) for s in seqs]
+        longest, dev = max(lengths), self.device
+        slots = self._slot_rows(self._block_rows(tables, longest), longest)  # [B, longest]
+        lens = torch.tensor(lengths, device=dev)
+        pad = torch.arange(longest, device=dev)[None, :] >= lens[:, None]
+        slots = slots.masked_fill(pad, self.kv.scratch_slot)
+        ids = torch.tensor([s.all_ids + [0] * (longest - len(s.all_ids)) for s in seqs], device=dev)
+        positions = torch.arange(longest, device=dev).expand(len(seqs), longest)
+        attn = AttentionInputs(self.kv.k, self.kv.v, slots.reshape(-1), slots, None, fresh=True)
+        logits = self.model(ids, positions, attn, lens - 1)
+        for seq in seqs:
+            assert seq.table is not None
+            if not seq.output_ids:
+                seq.cached_tokens = 0
+            self.blocks.commit(seq.table, seq.all_ids)
+        self._accept(seqs, logits[:, -1])
+
 
     def _prefill(self, seq: Sequence) -> None:
         assert seq.table is not None

@@ -35,6 +35,37 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
     assert len({tuple(t) for t in together}) == 6
 
 
+def test_prompts_that_arrive_together_are_prefilled_in_one_batch(
+    engine: Any, chat_prompts: list[str]
+) -> None:
+    # Without the prefix cache, prompts queued together are prefilled as one right-padded batch.
+    eng = LocalEngine.load("smollm2", cache_dir=str(_cache(engine)), prefix_caching=False)
+    calls: list[tuple[int, ...]] = []
+    model = eng.scheduler.model
+    original = model.forward
+
+    def counting(input_ids: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        calls.append(tuple(input_ids.shape))
+        return original(input_ids, *args, **kw)
+
+    model.forward = counting  # type: ignore[method-assign]
+    try:
+        prompts = [_ids(eng, p) for p in chat_prompts[:5]]
+        assert len({len(p) for p in prompts}) > 1  # different lengths: padding is exercised
+        alone = [eng.generate(p, GREEDY) for p in prompts]
+        calls.clear()
+        with eng._wake:  # all queued before the engine's next step
+            handles = [eng.submit(p, GREEDY) for p in prompts]
+        together = [h.result() for h in handles]
+    finally:
+        eng.close()
+    assert calls[0] == (5, max(len(p) for p in prompts))  # one prefill call for all five
+    for a, t in zip(alone, together, strict=True):
+        # Padding is invisible to the real tokens: the first token's log-probability is the same.
+        assert abs(a.outputs[0].logprobs[0] - t.outputs[0].logprobs[0]) < 1e-4
+        assert t.outputs[0].token_ids[:8] == a.outputs[0].token_ids[:8]
+
+
 def test_requests_from_many_threads(engine: Any, chat_prompts: list[str]) -> None:
     results: dict[int, list[int]] = {}
 
@@ -162,6 +193,15 @@ def test_shared_system_prompt_hits_the_prefix_cache(engine: Any) -> None:
         )
     finally:
         fresh.close()
+
+
+def test_requests_that_arrive_together_still_share_their_prefix(engine: Any) -> None:
+    # The second waits one step for the first's blocks instead of computing them beside them.
+    system = "You answer in one word. " * 12
+    with engine._wake:
+        handles = [engine.submit(_ids(engine, q, system), GREEDY) for q in ("A colour?", "A fruit?")]
+    first, second = (h.result() for h in handles)
+    assert second.cached_tokens >= 64 and second.cached_tokens > first.cached_tokens
 
 
 def _cache(engine: Any) -> Path:
