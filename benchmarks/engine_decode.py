@@ -159,7 +159,7 @@ def bench_llama_cpp(ids: list[int], new_tokens: int, repeats: int) -> dict[str, 
     """llama.cpp's batch-1 decode on the same GGUF, in a child process.
 
     Its own OpenMP threads and torch's fight when they share a process (it spins at 200% CPU,
-    or dies with an illegal instruction), so it runs alone, after the engines are closed.
+    or dies with an illegal instruction), so it runs in a child, while our engines sit idle.
     """
     if importlib.util.find_spec("llama_cpp") is None:
         return None
@@ -227,11 +227,16 @@ def main() -> None:
         hf = runners["transformers fp32"] = TransformersRunner(prompt_ids, args.new_tokens, filler)
     samples: dict[str, dict[str, list[float]]] = {k: {"decode": [], "prefill": []} for k in runners}
     floor: list[float] = []
+    llama_runs: list[dict[str, Any]] = []
     for _ in range(args.repeats):
         for name, runner in runners.items():
             samples[name]["decode"].append(runner.decode())
             samples[name]["prefill"].append(runner.prefill())
         floor.append(matmul_floor(fp32, args.new_tokens))
+        # llama.cpp takes its turn in the same rounds, so that its ratios see the same machine.
+        run = bench_llama_cpp(prompt_ids, args.new_tokens, 1)
+        if run:
+            llama_runs.append(run)
     rows: dict[str, dict[str, Any]] = {
         name: {
             "decode_tok_s": median(samples[name]["decode"]),
@@ -252,8 +257,10 @@ def main() -> None:
         )
     for e in engines.values():
         e.close()
-    llama = bench_llama_cpp(prompt_ids, args.new_tokens, args.repeats)
-    if llama:
+    llama: dict[str, Any] | None = None
+    if llama_runs:
+        decode = [r["decode_tok_s"] for r in llama_runs]
+        llama = {"decode_tok_s": median(decode), "decode_samples": decode, "tokens": llama_runs[-1]["tokens"]}
         rows["llama.cpp (Q4_1)"] = llama
 
     ref = rows.get("transformers fp32")
