@@ -10,7 +10,9 @@ Two graphs are compiled at load, so that no request waits for the compiler: batc
 and batch >= 2 (masked), each with the context length symbolic. The first load compiles (about
 a minute or two on 2 cores); later loads find the kernels in torch's inductor cache
 (``TORCHINDUCTOR_CACHE_DIR``, default under the temp directory) but still trace (~40 s).
-Prompts (prefill) run eagerly: their shapes vary too much to be worth a graph each.
+Prompts (prefill) run eagerly: their shapes vary too much to be worth a graph each. A decode
+step that the two graphs do not cover (a batch of 32 or more, where the quantized linears switch
+to their prompt path) runs eagerly too, rather than holding every request for a compile.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class CompiledDecode:
         if model.use_kernels:
             raise ValueError("compile applies to the torch path; the Triton kernels are compiled already")
         self.model = model
+        # What a step that would need a new graph does: run eagerly ("eager_on_recompile"), or
+        # raise ("fail_on_recompile", for tests that prove the warm-up covered a workload).
+        self.stance = "eager_on_recompile"
         self._fn = torch.compile(model, dynamic=True)
         self._warm_up(k_cache, v_cache, scratch_slot)
 
@@ -52,4 +57,5 @@ class CompiledDecode:
             self._fn(ids, torch.full((bsz, 1), ctx - 1, device=dev), attn)
 
     def __call__(self, input_ids: Tensor, positions: Tensor, attn: AttentionInputs) -> Tensor:
-        return self._fn(input_ids, positions, attn)  # type: ignore[no-any-return]
+        with torch.compiler.set_stance(self.stance):
+            return self._fn(input_ids, positions, attn)  # type: ignore[no-any-return]

@@ -102,17 +102,20 @@ class Scheduler:
     def step(self) -> int:
         """Admit, prefill, decode once; return how many tokens were produced."""
         self._drop_cancelled()
-        admitted = self._admit()
-        try:
-            cached = [s for s in admitted if s.table is not None and s.table.num_cached_tokens > 0]
-            fresh = [s for s in admitted if s.table is not None and s.table.num_cached_tokens == 0]
-            for group in self._prefill_groups(fresh):
-                self._prefill_batch(group)
-            for seq in cached:  # after a prefix-cache hit: one call each, attending to the cache
-                self._prefill(seq)
-        finally:  # on an error too: fail_all must find them
-            self.running += [s for s in admitted if s.finish_reason is None]
-        produced = len(admitted)
+        produced = 0
+        # Rounds of admission: a round ends at a prompt whose first block another prompt of the
+        # round is computing; the next round finds that block in the prefix cache.
+        while admitted := self._admit():
+            try:
+                cached = [s for s in admitted if s.table is not None and s.table.num_cached_tokens > 0]
+                fresh = [s for s in admitted if s.table is not None and s.table.num_cached_tokens == 0]
+                for group in self._prefill_groups(fresh):
+                    self._prefill_batch(group)
+                for seq in cached:  # after a prefix-cache hit: one call each, attending to the cache
+                    self._prefill(seq)
+            finally:  # on an error too: fail_all must find them
+                self.running += [s for s in admitted if s.finish_reason is None]
+            produced += len(admitted)
         decoding = [s for s in self.running if s.output_ids and s.table is not None]
         decoding = self._reserve_slots(decoding)
         if decoding:
@@ -124,7 +127,7 @@ class Scheduler:
     def _admit(self) -> list[Sequence]:
         """Take waiting sequences in order while there is room and blocks for their tokens."""
         admitted: list[Sequence] = []
-        first_blocks: set[tuple[int, ...]] = set()
+        computing: set[tuple[int, ...]] = set()  # first blocks that this round's prompts compute
         bs = self.blocks.block_size
         while len(self.running) + len(admitted) < self.max_num_seqs:
             with self.lock:
@@ -132,17 +135,16 @@ class Scheduler:
                     break
                 seq = self.waiting[0]
                 first = tuple(seq.all_ids[:bs])
-                if self.blocks.prefix_caching and len(first) == bs and first in first_blocks:
-                    # Its prefix is being computed right now: admitted next step, it reuses those
-                    # blocks from the prefix cache instead of computing them again beside them.
-                    break
+                if self.blocks.prefix_caching and len(first) == bs and first in computing:
+                    break  # next round, after these blocks are written and cached
                 table = self.blocks.allocate(seq.all_ids)
                 if table is None:
                     break  # out of blocks: it waits (in order) until a running sequence ends
                 self.waiting.popleft()
             seq.table = table
             admitted.append(seq)
-            first_blocks.add(first)
+            if table.num_cached_tokens == 0:
+                computing.add(first)
         return admitted
 
     def _prefill_groups(self, seqs: list[Sequence]) -> list[list[Sequence]]:

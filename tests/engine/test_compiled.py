@@ -34,7 +34,9 @@ def _graphs() -> int:
 
 def test_compiled_decode_gives_the_eager_tokens(engines: Any, chat_prompts: list[str]) -> None:
     compiled, eager = engines
-    assert isinstance(compiled.scheduler.decode_step, CompiledDecode)
+    step = compiled.scheduler.decode_step
+    assert isinstance(step, CompiledDecode)
+    step.stance = "fail_on_recompile"  # a step that needs a graph the warm-up did not build fails
     graphs_at_load = _graphs()
     assert graphs_at_load >= 2  # batch 1 and batch >= 2, compiled by the warm-up
     prompts = [eager.encode_chat([{"role": "user", "content": p}]) for p in chat_prompts[:4]]
@@ -47,7 +49,39 @@ def test_compiled_decode_gives_the_eager_tokens(engines: Any, chat_prompts: list
             handles = [eng.submit(p, greedy) for p in prompts]
         return [h.result().outputs[0].token_ids for h in handles]
 
-    for batched in (False, True):
-        assert run(compiled, batched) == run(eager, batched)
+    try:
+        for batched in (False, True):
+            assert run(compiled, batched) == run(eager, batched)
+    finally:
+        step.stance = "eager_on_recompile"
     # Batch 1 and batch >= 2, every context length: both graphs were built at load.
     assert _graphs() == graphs_at_load
+
+
+def test_a_step_the_warm_up_did_not_cover_runs_eagerly(engines: Any, chat_prompts: list[str]) -> None:
+    # 32 sequences in one decode step: the int4 linears take their prompt path at 32 rows, a
+    # branch no warm-up graph holds. It must run (eagerly), not stop the engine for a compile.
+    compiled, eager = engines
+    graphs_before = _graphs()
+    prompts = [eager.encode_chat([{"role": "user", "content": f"{p} ({i})"}]) for i, p in
+               enumerate(chat_prompts * 4)]
+    assert len(prompts) == 32
+    params = SamplingParams(temperature=0.0, max_tokens=3, min_tokens=3)
+    step = compiled.scheduler.decode_step
+    batches: list[int] = []
+
+    def recording(ids: torch.Tensor, positions: torch.Tensor, attn: Any) -> torch.Tensor:
+        batches.append(ids.shape[0])
+        return step(ids, positions, attn)  # type: ignore[no-any-return]
+
+    compiled.scheduler.decode_step = recording
+    try:
+        with compiled._wake:
+            handles = [compiled.submit(p, params) for p in prompts]
+        outs = [h.result(timeout=300).outputs[0].token_ids for h in handles]
+    finally:
+        compiled.scheduler.decode_step = step
+    assert max(batches) == 32 and all(len(o) == 3 for o in outs)
+    assert _graphs() == graphs_before
+    # The first token comes from the (eager) prefill; the next two from 32-row decode steps.
+    assert outs[:4] == [eager.generate(p, params).outputs[0].token_ids for p in prompts[:4]]
