@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from graphwright.graphs._errors import SpecError, SpecIssue
+from graphwright.graphs._errors import SpecError, SpecIssue, display_path
 from graphwright.graphs._expr import Expression, ExpressionError
 from graphwright.graphs._spec import END, START, GraphSpec, load_spec
 from graphwright.graphs._state import Channels
@@ -67,8 +67,10 @@ def _declared(config: Any, method: str) -> list[str]:
     return list(fn()) if callable(fn) else []
 
 
-def check(spec: GraphSpec, registry: Registry | None = None) -> tuple[list[SpecIssue], dict[str, Any]]:
-    """Every problem in `spec`, not only the first, plus the validated node configs."""
+def check(
+    spec: GraphSpec, registry: Registry | None = None, *, _stack: tuple[Path, ...] = ()
+) -> tuple[list[SpecIssue], dict[str, Any]]:
+    """Every problem in `spec` and in the subgraph specs it runs, plus the validated node configs."""
     registry = registry or default_registry()
     issues: list[SpecIssue] = []
     channels = Channels.from_spec(spec, issues)
@@ -169,7 +171,46 @@ def check(spec: GraphSpec, registry: Registry | None = None) -> tuple[list[SpecI
         for i, node in enumerate(spec.nodes):
             if node.id not in reached:
                 issues.append(spec.issue(f"node {node.id!r} is unreachable from START", ("nodes", i)))
+    _check_subgraphs(spec, registry, configs, issues, _stack)
     return issues, configs
+
+
+def _check_subgraphs(
+    spec: GraphSpec, registry: Registry, configs: dict[str, Any], issues: list[SpecIssue],
+    stack: tuple[Path, ...],
+) -> None:
+    """Open each `subgraph` node's spec: its own problems (in its file) and the channels mapped."""
+    from graphwright.graphs.nodes import SubgraphConfig
+
+    here = (*stack, *([spec.source_path] if spec.source_path else []))
+    for i, node in enumerate(spec.nodes):
+        cfg = configs.get(node.id)
+        if not isinstance(cfg, SubgraphConfig):
+            continue
+        at = ("nodes", i, "with")
+        path = (spec.base_dir / cfg.spec).resolve()
+        if path in here:
+            chain = " -> ".join(p.name for p in (*here, path))
+            issues.append(spec.issue(f"subgraph cycle: {chain}", (*at, "spec")))
+            continue
+        if not path.is_file():
+            issues.append(spec.issue(f"subgraph spec not found: {display_path(path)}", (*at, "spec")))
+            continue
+        try:
+            sub = load_spec(path)
+        except SpecError as exc:
+            issues.extend(exc.issues)
+            continue
+        issues.extend(check(sub, registry, _stack=here)[0])
+        mapped = [("inputs", name, name) for name in cfg.inputs]
+        mapped += [("outputs", ours, name) for ours, name in cfg.outputs.items()]
+        for key, where, name in mapped:
+            if name not in sub.state:
+                close = difflib.get_close_matches(name, list(sub.state), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                issues.append(spec.issue(
+                    f"subgraph {display_path(path)} has no channel {name!r}{hint}", (*at, key, where)
+                ))
 
 
 def _exclusive(spec: GraphSpec, src: str) -> bool:
@@ -197,7 +238,7 @@ def compile_spec(
     if not isinstance(spec, GraphSpec):
         spec = load_spec(spec)
     registry = registry or default_registry()
-    issues, configs = check(spec, registry)
+    issues, configs = check(spec, registry, _stack=_stack)
     if issues:
         raise SpecError(issues)
     channels = Channels.from_spec(spec, [])

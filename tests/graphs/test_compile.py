@@ -255,6 +255,34 @@ edges: [{from: START, to: back}, {from: back, to: END}]
         load(tmp_path / "a.yaml")
 
 
+def test_check_opens_subgraph_specs(tmp_path: Path) -> None:
+    # Everything wrong across both files at once, before any node is built: the subgraph's own
+    # problem (in its file, with its line), a channel mapped that it does not have, a missing file.
+    (tmp_path / "sub.yaml").write_text("""\
+state: {words: {type: "list[str]"}, n: {type: int}}
+nodes: [{id: count, kind: template, with: {template: "x", output: n}}]
+edges: [{from: START, to: count}, {from: count, to: nowhere}]
+""")
+    parent = _write(tmp_path, """\
+state: {text: {type: str}, n: {type: int}}
+nodes:
+  - {id: inner, kind: subgraph, with: {spec: sub.yaml, inputs: {word: text}, outputs: {n: n}}}
+  - {id: gone, kind: subgraph, with: {spec: missing.yaml}}
+edges: [{from: START, to: inner}, {from: inner, to: gone}, {from: gone, to: END}]
+""")
+    issues, _ = check(load_spec(parent))
+    found = {(Path(i.file).name, i.key): (i.message, i.line) for i in issues}
+    message, line = found[("sub.yaml", "edges[1].to")]
+    assert "unknown node 'nowhere'" in message and line == 3
+    message, _ = found[("g.yaml", "nodes[0].with.inputs.word")]
+    assert "has no channel 'word'" in message and "did you mean 'words'?" in message
+    message, _ = found[("g.yaml", "nodes[1].with.spec")]
+    assert message.startswith("subgraph spec not found") and "missing.yaml" in message
+    assert len(issues) == 3
+    with pytest.raises(SpecError):
+        compile_spec(parent)
+
+
 def test_a_node_that_cannot_be_built_is_a_spec_error(tmp_path: Path) -> None:
     path = _write(tmp_path, """\
 state: {x: {type: int}}
