@@ -78,6 +78,9 @@ class EngineConfig(BaseModel):
     num_blocks: int | None = Field(default=None, ge=2)  # None: enough for max_num_seqs x 1024
     max_num_seqs: int = Field(default=32, ge=1)
     max_model_len: int | None = None  # None: the model's context length
+    # Prompt tokens per prefill call: longer prompts are prefilled in chunks of this size, one per
+    # step, between the running batch's decode steps (a long prompt stalls no one for long).
+    max_prefill_tokens: int = Field(default=512, ge=16)
     prefix_caching: bool = True
     cache_dir: str | None = None  # dequantized-weight cache; None: $GRAPHWRIGHT_CACHE or ~/.cache
     # "auto": the Triton kernels when the model is on CUDA, plain torch otherwise. "triton" on CPU

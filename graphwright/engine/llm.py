@@ -245,6 +245,7 @@ class LocalEngine:
             self.max_model_len,
             self.device,
             decode_step,
+            cfg.max_prefill_tokens,
         )
         self.load_seconds = time.perf_counter() - t0
         self._wake = threading.Condition()

@@ -26,9 +26,6 @@ from graphwright.engine.tokenizer import IncrementalDetokenizer, Tokenizer
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 _ids = itertools.count()
-# Padded prompt tokens per batched prefill call: bounds its activations (~20 MB per 1,000 tokens for
-# SmolLM2's widest layer) while still batching a burst of chat-sized prompts into one call.
-_PREFILL_TOKENS = 4096
 
 
 @dataclass
@@ -60,6 +57,8 @@ class Sequence:
     finish_reason: FinishReason | None = None
     cancelled: bool = False
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+    computed: int = 0  # tokens of all_ids whose KV is in the cache (a prefill may take several steps)
+    prefilling: bool = False  # admitted, its prompt not yet all computed: no token to decode yet
 
     @property
     def all_ids(self) -> list[int]:
@@ -81,9 +80,14 @@ class Scheduler:
         max_model_len: int,
         device: torch.device,
         decode_step: DecodeStep | None = None,
+        max_prefill_tokens: int = 512,
     ) -> None:
         self.model, self.tokenizer, self.kv, self.blocks = model, tokenizer, kv, blocks
         self.decode_step = decode_step
+        # Prompt tokens per prefill call: a longer prompt is computed in chunks of this size, one
+        # per step, so the running batch keeps decoding between them; it also caps a batch of
+        # short prompts (padded), which bounds the call's activations.
+        self.max_prefill_tokens = max_prefill_tokens
         self.max_num_seqs, self.max_model_len, self.device = max_num_seqs, max_model_len, device
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -103,20 +107,23 @@ class Scheduler:
         """Admit, prefill, decode once; return how many tokens were produced."""
         self._drop_cancelled()
         produced = 0
+        for seq in [s for s in self.running if s.prefilling]:  # long prompts: their next chunk
+            produced += self._prefill(seq)
         # Rounds of admission: a round ends at a prompt whose first block another prompt of the
         # round is computing; the next round finds that block in the prefix cache.
         while admitted := self._admit():
             try:
-                cached = [s for s in admitted if s.table is not None and s.table.num_cached_tokens > 0]
-                fresh = [s for s in admitted if s.table is not None and s.table.num_cached_tokens == 0]
-                for group in self._prefill_groups(fresh):
-                    self._prefill_batch(group)
-                for seq in cached:  # after a prefix-cache hit: one call each, attending to the cache
-                    self._prefill(seq)
+                limit = self.max_prefill_tokens
+                whole = [s for s in admitted if s.computed == 0 and len(s.all_ids) <= limit]
+                for group in self._prefill_groups(whole):
+                    produced += self._prefill_batch(group)
+                batched = {s.seq_id for s in whole}
+                for seq in admitted:  # after a prefix-cache hit, or a long prompt's first chunk
+                    if seq.seq_id not in batched:
+                        produced += self._prefill(seq)
             finally:  # on an error too: fail_all must find them
                 self.running += [s for s in admitted if s.finish_reason is None]
-            produced += len(admitted)
-        decoding = [s for s in self.running if s.output_ids and s.table is not None]
+        decoding = [s for s in self.running if not s.prefilling and s.table is not None]
         decoding = self._reserve_slots(decoding)
         if decoding:
             self._decode(decoding)
@@ -141,20 +148,22 @@ class Scheduler:
                 if table is None:
                     break  # out of blocks: it waits (in order) until a running sequence ends
                 self.waiting.popleft()
-            seq.table = table
+            seq.table, seq.computed, seq.prefilling = table, table.num_cached_tokens, True
+            if not seq.output_ids:
+                seq.cached_tokens = table.num_cached_tokens
             admitted.append(seq)
             if table.num_cached_tokens == 0:
                 computing.add(first)
         return admitted
 
     def _prefill_groups(self, seqs: list[Sequence]) -> list[list[Sequence]]:
-        """Split prompts into batches of at most ``_PREFILL_TOKENS`` padded tokens each."""
+        """Split prompts into batches of at most ``max_prefill_tokens`` padded tokens each."""
         groups: list[list[Sequence]] = []
         group: list[Sequence] = []
         longest = 0
         for seq in seqs:
             n = len(seq.all_ids)
-            if group and max(longest, n) * (len(group) + 1) > _PREFILL_TOKENS:
+            if group and max(longest, n) * (len(group) + 1) > self.max_prefill_tokens:
                 groups.append(group)
                 group, longest = [], 0
             group.append(seq)
@@ -163,7 +172,7 @@ class Scheduler:
 
     # -- model calls ----------------------------------------------------------------------
 
-    def _prefill_batch(self, seqs: list[Sequence]) -> None:
+    def _prefill_batch(self, seqs: list[Sequence]) -> int:
         """Prefill whole prompts together as one ``[B, longest]`` batch, short rows padded on the right.
 
         Causal attention keeps each real token blind to the padding after it, so its keys, values
@@ -171,8 +180,7 @@ class Scheduler:
         padding writes its keys and values into the scratch slot, which no sequence reads unmasked.
         """
         if len(seqs) == 1:
-            self._prefill(seqs[0])
-            return
+            return self._prefill(seqs[0])
         tables = [s.table for s in seqs if s.table is not None]
         lengths = [len(s.all_ids) for s in seqs]
         longest, dev = max(lengths), self.device
@@ -186,30 +194,35 @@ class Scheduler:
         logits = self.model(ids, positions, attn, lens - 1)
         for seq in seqs:
             assert seq.table is not None
-            if not seq.output_ids:
-                seq.cached_tokens = 0
+            seq.computed, seq.prefilling = len(seq.all_ids), False
             self.blocks.commit(seq.table, seq.all_ids)
         self._accept(seqs, logits[:, -1])
+        return len(seqs)
 
 
-    def _prefill(self, seq: Sequence) -> None:
+    def _prefill(self, seq: Sequence) -> int:
+        """Compute the next chunk of one prompt (after what is cached); 1 if it made a token."""
         assert seq.table is not None
-        ids, start = seq.all_ids, seq.table.num_cached_tokens
-        n, new = len(ids), len(ids) - start
-        if not seq.output_ids:
-            seq.cached_tokens = start
+        ids, start = seq.all_ids, seq.computed
+        n = min(len(ids), start + self.max_prefill_tokens)
+        new = n - start
         dev = self.device
         slots = self._slot_rows(self._block_rows([seq.table], n), n)  # [1, n]
         q_pos = torch.arange(start, n, device=dev)
         mask = None
-        if start:  # after a prefix-cache hit the new tokens also attend to the cached ones
+        if start:  # after cached tokens (a prefix-cache hit, earlier chunks) attend to them too
             mask = (torch.arange(n, device=dev)[None, :] <= q_pos[:, None])[None, None]  # [1,1,new,n]
         attn = AttentionInputs(self.kv.k, self.kv.v, slots[0, start:], slots, mask, fresh=start == 0)
         logits = self.model(
-            torch.tensor([ids[start:]], device=dev), q_pos[None], attn, torch.tensor([new - 1], device=dev)
+            torch.tensor([ids[start:n]], device=dev), q_pos[None], attn, torch.tensor([new - 1], device=dev)
         )
-        self.blocks.commit(seq.table, ids)
+        seq.computed = n
+        self.blocks.commit(seq.table, ids[:n])
+        if n < len(ids):
+            return 0  # more chunks to come; the sampled position is not the prompt's last
+        seq.prefilling = False
         self._accept([seq], logits[:, -1])
+        return 1
 
     def _decode(self, seqs: list[Sequence]) -> None:
         tables = [s.table for s in seqs if s.table is not None]

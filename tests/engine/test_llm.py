@@ -66,6 +66,38 @@ def test_prompts_that_arrive_together_are_prefilled_in_one_batch(
         assert t.outputs[0].token_ids[:8] == a.outputs[0].token_ids[:8]
 
 
+def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine: Any) -> None:
+    eng = LocalEngine.load(
+        "smollm2", cache_dir=str(_cache(engine)), prefix_caching=False, max_prefill_tokens=64
+    )
+    calls: list[tuple[int, ...]] = []
+    model = eng.scheduler.model
+    original = model.forward
+
+    def recording(input_ids: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        calls.append(tuple(input_ids.shape))
+        return original(input_ids, *args, **kw)
+
+    model.forward = recording  # type: ignore[method-assign]
+    long = _ids(eng, "Summarize: " + "The quick brown fox jumps over the lazy dog. " * 25)
+    assert 256 < len(long) < 512  # one call in the default engine, five chunks here
+    try:
+        counting = SamplingParams(temperature=0, max_tokens=40, min_tokens=40)
+        short = eng.submit(_ids(eng, "Count to twenty."), counting)
+        next(iter(short))  # it is decoding
+        chunked = eng.generate(long, GREEDY)
+        short.result()
+    finally:
+        eng.close()
+    chunks = [i for i, shape in enumerate(calls) if shape == (1, 64)]
+    assert len(chunks) == len(long) // 64
+    # The short request kept decoding (batch-1 steps) while the long prompt was computed.
+    assert any(calls[i] == (1, 1) for i in range(chunks[0], chunks[-1]))
+    whole = engine.generate(long, GREEDY)
+    assert abs(chunked.outputs[0].logprobs[0] - whole.outputs[0].logprobs[0]) < 1e-4
+    assert chunked.outputs[0].token_ids[:8] == whole.outputs[0].token_ids[:8]
+
+
 def test_requests_from_many_threads(engine: Any, chat_prompts: list[str]) -> None:
     results: dict[int, list[int]] = {}
 
