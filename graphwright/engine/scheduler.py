@@ -1,11 +1,12 @@
 """Continuous batching: sequences join and leave the running batch at every step.
 
-One :meth:`Scheduler.step` admits waiting sequences while KV blocks allow (each one's prompt is
-prefilled on admission, reusing cached prefix blocks), then runs one batched decode step for
-all running sequences, emits each sequence's new token to its own callback, and frees the
-blocks of sequences that finished or were cancelled. When the blocks run out mid-decode, the
-most recently admitted sequence is preempted: its blocks are freed and it waits again at the
-front of the queue, to be recomputed from its tokens (nothing is dropped).
+One :meth:`Scheduler.step` computes the next chunk of any prompt longer than
+``max_prefill_tokens``, admits waiting sequences while KV blocks allow (prompts admitted together
+are prefilled as one padded batch; cached prefix blocks are reused), then runs one batched decode
+step for all sequences whose prompt is done, emits each sequence's new token to its own
+callback, and frees the blocks of sequences that finished or were cancelled. When the blocks run
+out mid-decode, the most recently admitted sequence is preempted: its blocks are freed and it
+waits again at the front of the queue, to be recomputed from its tokens (nothing is dropped).
 """
 
 from __future__ import annotations

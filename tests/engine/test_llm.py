@@ -35,20 +35,26 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
     assert len({tuple(t) for t in together}) == 6
 
 
+def _record_model_calls(eng: Any) -> list[tuple[int, ...]]:
+    """The ``input_ids`` shape of every model call the engine makes from now on, in order."""
+    calls: list[tuple[int, ...]] = []
+    model = eng.scheduler.model
+    original = model.forward
+
+    def recording(input_ids: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        calls.append(tuple(input_ids.shape))
+        return original(input_ids, *args, **kw)
+
+    model.forward = recording
+    return calls
+
+
 def test_prompts_that_arrive_together_are_prefilled_in_one_batch(
     engine: Any, chat_prompts: list[str]
 ) -> None:
     # Without the prefix cache, prompts queued together are prefilled as one right-padded batch.
     eng = LocalEngine.load("smollm2", cache_dir=str(_cache(engine)), prefix_caching=False)
-    calls: list[tuple[int, ...]] = []
-    model = eng.scheduler.model
-    original = model.forward
-
-    def counting(input_ids: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
-        calls.append(tuple(input_ids.shape))
-        return original(input_ids, *args, **kw)
-
-    model.forward = counting  # type: ignore[method-assign]
+    calls = _record_model_calls(eng)
     try:
         prompts = [_ids(eng, p) for p in chat_prompts[:5]]
         assert len({len(p) for p in prompts}) > 1  # different lengths: padding is exercised
@@ -70,15 +76,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_decode_steps(engine: Any) 
     eng = LocalEngine.load(
         "smollm2", cache_dir=str(_cache(engine)), prefix_caching=False, max_prefill_tokens=64
     )
-    calls: list[tuple[int, ...]] = []
-    model = eng.scheduler.model
-    original = model.forward
-
-    def recording(input_ids: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
-        calls.append(tuple(input_ids.shape))
-        return original(input_ids, *args, **kw)
-
-    model.forward = recording  # type: ignore[method-assign]
+    calls = _record_model_calls(eng)
     long = _ids(eng, "Summarize: " + "The quick brown fox jumps over the lazy dog. " * 25)
     assert 256 < len(long) < 512  # one call in the default engine, five chunks here
     try:
