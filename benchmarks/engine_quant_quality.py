@@ -6,7 +6,9 @@ The float32 engine (which equals transformers token for token) writes a greedy a
 8 chat prompts; then every mode reads the same texts (teacher forcing) and is scored at every
 position against float32's distribution: top-1 agreement (does it pick the same next token?) and
 the mean KL divergence KL(fp32 || mode) in nats. Modes: bfloat16, ``--quantize int8``,
-``--quantize int4``, and llama.cpp (same GGUF: Q4_1 weights, its own int8 activations) when
+``--quantize int4`` (each twice: the prompt path, whose quantized linears widen the weights to
+bfloat16, and the decode-step path, whose CPU kernel quantizes activations to int8 per block of
+32), and llama.cpp (same GGUF: Q4_1 weights, its own int8 activations) when
 llama-cpp-python is installed, in a child process (it cannot share one with torch). Writes
 benchmarks/results/engine_quant_quality.json.
 """
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from graphwright.engine.llm import LocalEngine
+from graphwright.engine.quant import Int4Linear, Int8Linear
 from graphwright.engine.sampling import SamplingParams
 from graphwright.engine.weights import resolve_model
 
@@ -111,15 +114,22 @@ def main() -> None:
     ):
         eng = LocalEngine.load("smollm2", **options)
         rows[name] = score(ref, engine_logits(eng, seqs), starts)
+        linears = [m for m in eng.model.modules() if isinstance(m, (Int4Linear, Int8Linear))]
+        if linears:
+            # The same texts through the decode-step path (activations int8 per block of 32 in
+            # the CPU kernel), which a generated token takes: every row, as if one at a time.
+            for m in linears:
+                m.prefill_rows = 1 << 30
+            rows[name + " decode"] = score(ref, engine_logits(eng, seqs), starts)
         eng.close()
     llama = llama_cpp_logits(seqs)
     if llama is not None:
         rows["llama.cpp (Q4_1)"] = score(ref, llama, starts)
 
     print(f"\nSmolLM2-135M, {len(PROMPTS)} chat prompts x {args.tokens} answer tokens, against float32")
-    print(f"{'':20} {'top-1 agreement':>16} {'mean KL (nats)':>15}")
+    print(f"{'':24} {'top-1 agreement':>16} {'mean KL (nats)':>15}")
     for name, r in rows.items():
-        print(f"{name:20} {r['top1_agreement']:16.4f} {r['mean_kl_nats']:15.5f}")
+        print(f"{name:24} {r['top1_agreement']:16.4f} {r['mean_kl_nats']:15.5f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"config": vars(args), "modes": rows}, indent=2))
     print(f"wrote {RESULTS}")

@@ -181,7 +181,9 @@ class LocalEngine:
             weights.special_tokens,
             weights.config.eos_token_ids,
         )
-        model = Transformer.from_state_dict(weights.config, weights.state_dict, dtype, device, cfg.quantize)
+        model = Transformer.from_state_dict(
+            weights.config, weights.state_dict, dtype, device, cfg.quantize, cpu_kernel=cfg.kernels != "torch"
+        )
         del weights
         self._setup(cfg, model, tokenizer, t0)
 

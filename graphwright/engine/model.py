@@ -310,11 +310,13 @@ class Transformer(nn.Module):
         device: str | torch.device = "cpu",
         quantize: Quantize = "none",
         use_kernels: bool = False,
+        cpu_kernel: bool = True,
     ) -> Transformer:
         """Build from Hugging Face Llama names (``model.layers.0.self_attn.q_proj.weight`` ...).
 
         Pre-fused ``qkv_proj`` / ``gate_up_proj`` weights (what the GGUF cache stores) are taken
-        as they are; separate ones are stacked here.
+        as they are; separate ones are stacked here. ``cpu_kernel``: quantized linears on a CPU run
+        their decode steps on our C++ kernel where it builds (else torch's weight-only kernels).
         """
 
         def get(*names: str) -> Tensor:
@@ -326,9 +328,9 @@ class Transformer(nn.Module):
         def linear(fused: str, *parts: str) -> nn.Module:
             w = state[fused] if fused in state else get(*parts)
             if quantize == "int4" and w.shape[1] % Int4Linear.group_size == 0:
-                return Int4Linear(w.to(device))
+                return Int4Linear(w.to(device), cpu_kernel)
             if quantize != "none":  # int8, and int4's odd-width leftovers
-                return Int8Linear(w.to(device))
+                return Int8Linear(w.to(device), cpu_kernel)
             return _linear(w.to(device=device, dtype=dtype))
 
         def norm(name: str) -> RMSNorm:
@@ -357,7 +359,7 @@ class Transformer(nn.Module):
         if quantize != "none":
             # int8 for the head in int4 mode too: 4-bit logits cost accuracy (top-1 agreement
             # with float32 0.86 instead of 0.98 on SmolLM2), and its int8 matmul is ~15% of a step.
-            head: nn.Module = Int8Linear(head_w.to(device))
+            head: nn.Module = Int8Linear(head_w.to(device), cpu_kernel)
         else:
             head = _linear(embed if tied else head_w.to(device=device, dtype=dtype))  # tied: one tensor
         return cls(cfg, embed, layers, norm("model.norm.weight"), head, use_kernels).eval()

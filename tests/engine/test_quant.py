@@ -40,15 +40,19 @@ def test_int4_on_weights_that_are_not_on_its_grid() -> None:
     assert lin.q.max().item() <= 15
 
 
-@pytest.mark.parametrize("rows", [1, 5, 40])  # decode rows take torch's int4 kernel, prompts the bf16 matmul
-def test_int4_matmul_matches_its_dequantized_weight(rows: int) -> None:
+@pytest.mark.parametrize("cpu_kernel", [True, False], ids=["our-kernel", "torch-kernel"])
+@pytest.mark.parametrize("rows", [1, 5, 40])  # decode rows take a weight-only kernel, prompts the bf16 matmul
+@pytest.mark.parametrize("linear", [Int4Linear, Int8Linear])
+def test_quantized_matmul_matches_its_dequantized_weight(linear: Any, rows: int, cpu_kernel: bool) -> None:
     g = torch.Generator().manual_seed(1)
-    lin = Int4Linear(torch.randn(96, 128, generator=g) / 10)
+    lin = linear(torch.randn(96, 128, generator=g) / 10, cpu_kernel)
+    assert (lin.kernel is not None) == cpu_kernel  # this machine builds it (VNNI)
     x = torch.randn(2, rows, 128, generator=g)
     out = lin(x)
-    ref = F.linear(x, lin.dequantize())
+    w = lin.dequantize() if linear is Int4Linear else lin.weight.float() * lin.scales[:, None]
+    ref = F.linear(x, w)
     assert out.shape == (2, rows, 96) and out.dtype == torch.float32
-    # Activations, scales and offsets are rounded to bfloat16 (8 bits of mantissa) on the way in.
+    # Activations rounded to bfloat16 (8 bits of mantissa), or to int8 per block of 32 in ours.
     assert (out - ref).abs().max().item() < 0.02 * ref.abs().max().item()
 
 
@@ -88,16 +92,20 @@ def test_int4_model_keeps_int8_where_4_bits_do_not_fit() -> None:
     assert torch.cosine_similarity(got, want, dim=0).item() > 0.99
 
 
-@pytest.mark.parametrize("quantize", ["int8", "int4"])
+@pytest.mark.parametrize(
+    ("quantize", "kernels"), [("int8", "auto"), ("int4", "auto"), ("int4", "torch")]
+)
 def test_quantized_engine_decodes_tokens_the_fp32_model_ranks_high(
-    quantize: str, engine: Any, weights_cache: Path, chat_prompts: list[str]
+    quantize: str, kernels: str, engine: Any, weights_cache: Path, chat_prompts: list[str]
 ) -> None:
-    # Decode steps run the CPU weight-only kernels (batch 1 and a batch of 3). Each token they
-    # pick must be one the float32 model, fed the same text, also ranks near the top: its
-    # log-probability within 1 nat of float32's best (near ties may flip; garbage would not).
+    # Decode steps run the CPU weight-only kernels (batch 1 and a batch of 3): ours ("auto"), or
+    # torch's. Each token they pick must be one the float32 model, fed the same text, also ranks
+    # near the top: its log-probability within 1 nat of float32's best (near ties may flip;
+    # garbage would not).
     from graphwright.engine.llm import LocalEngine
 
-    quant = LocalEngine.load("smollm2", cache_dir=str(weights_cache), quantize=quantize)
+    quant = LocalEngine.load("smollm2", cache_dir=str(weights_cache), quantize=quantize, kernels=kernels)
+    assert (quant.model.lm_head.kernel is not None) == (kernels == "auto")
     try:
         prompts = [engine.encode_chat([{"role": "user", "content": p}]) for p in chat_prompts[:3]]
         greedy = SamplingParams(temperature=0.0, max_tokens=24, min_tokens=24)

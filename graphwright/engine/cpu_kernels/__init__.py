@@ -1,0 +1,25 @@
+"""C++ kernels for the engine's CPU path (torch extensions, built once per machine and cached)."""
+
+from .qmatmul import (
+    QuantizedWeight,
+    available,
+    dequantize,
+    has_vnni,
+    pack_int4,
+    pack_int8,
+    q_matmul,
+    q_matmul_reference,
+    quantize_activations,
+)
+
+__all__ = [
+    "QuantizedWeight",
+    "available",
+    "dequantize",
+    "has_vnni",
+    "pack_int4",
+    "pack_int8",
+    "q_matmul",
+    "q_matmul_reference",
+    "quantize_activations",
+]
