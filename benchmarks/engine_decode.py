@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/engine_decode.py [--new-tokens 128] [--repeats 3] [--quick]
 
 Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16, int8 and int4
-weight-only, and fp32 / int8 / int4 with the torch.compile'd decode step) and transformers
+weight-only, and fp32 / int8 / int4 with the torch.compile'd decode step; int4 also on torch's
+weight-only kernel instead of ours, ``kernels="torch"``) and transformers
 ``generate`` on the same GGUF; aggregate tokens/s with 1, 4 and 16 concurrent requests through
 the scheduler (eager and compiled fp32); load time cold and warm, and with the compile. Medians
 of ``--repeats`` runs; this machine is shared and noisy, so compare ratios taken in one run.
@@ -205,16 +206,23 @@ def main() -> None:
         "engine bf16": LocalEngine.load("smollm2", prefix_caching=False, dtype="bfloat16"),
         "engine int8": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32", quantize="int8"),
         "engine int4": LocalEngine.load("smollm2", prefix_caching=False, dtype="float32", quantize="int4"),
+        # The same int4 weights on torch's weight-only kernel (bfloat16 activations), not ours.
+        "engine int4 torch-kernel": LocalEngine.load(
+            "smollm2", prefix_caching=False, dtype="float32", quantize="int4", kernels="torch"
+        ),
     }
     compile_load_s: dict[str, float] = {}
     if not args.no_compile:  # torch.compile'd decode steps: the load includes the compile
-        for name, quant in (
-            ("engine fp32 compiled", "none"),
-            ("engine int8 compiled", "int8"),
-            ("engine int4 compiled", "int4"),
+        for name, quant, kernels in (
+            ("engine fp32 compiled", "none", "auto"),
+            ("engine int8 compiled", "int8", "auto"),
+            ("engine int4 compiled", "int4", "auto"),
+            ("engine int4 compiled torch-kernel", "int4", "torch"),
         ):
             t0 = time.perf_counter()
-            engines[name] = LocalEngine.load("smollm2", prefix_caching=False, quantize=quant, compile=True)
+            engines[name] = LocalEngine.load(
+                "smollm2", prefix_caching=False, quantize=quant, compile=True, kernels=kernels
+            )
             compile_load_s[name] = time.perf_counter() - t0
     fp32 = engines["engine fp32 (exact)"]
     prompt_ids = fp32.encode_chat([{"role": "user", "content": PROMPT}])
@@ -287,8 +295,17 @@ def main() -> None:
             if name in rows
         )
     )
+    for ours, theirs in (
+        ("engine int4", "engine int4 torch-kernel"),
+        ("engine int4 compiled", "engine int4 compiled torch-kernel"),
+    ):
+        if ours in rows and theirs in rows:
+            ratio = rows[ours]["decode_tok_s"] / rows[theirs]["decode_tok_s"]
+            print(f"{ours}: our CPU kernel vs torch's: {ratio:.2f}x decode")
     if llama:
-        for name in ("engine int8", "engine int8 compiled", "engine int4", "engine int4 compiled"):
+        names = ("engine int8", "engine int8 compiled", "engine int4", "engine int4 compiled",
+                 "engine int4 compiled torch-kernel")
+        for name in names:
             if name in rows:
                 ratio = rows[name]['decode_tok_s'] / llama['decode_tok_s']
                 print(f"{name} vs llama.cpp decode: {ratio:.2f}x")
