@@ -82,9 +82,11 @@ def test_thousand_calls_end_in_success_or_one_typed_error(registry: Registry) ->
         assert len(hits) <= ATTEMPTS, f"{key}: {len(hits)} requests for one call: {hits}"
         if isinstance(result, str):
             outcomes["success"] += 1
-            # the reply is this call's own, and the server completed it exactly once
+            # the reply is this call's own, and the server completed it exactly once: the last
+            # request, "ok", or "slow" when the client's 1.5 s timeout fired late on a busy loop
+            # and the 2 s reply was already in (seen once in CI on 2 loaded cores)
             assert result == f"echo: {key}"
-            assert hits.count("ok") == 1 and hits[-1] == "ok", hits
+            assert hits[-1] in ("ok", "slow") and "ok" not in hits[:-1], hits
             continue
         assert isinstance(result, ProviderError), f"{key}: untyped {type(result).__name__}: {result}"
         outcomes["error"] += 1
