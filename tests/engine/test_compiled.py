@@ -78,7 +78,7 @@ def _same_until_a_near_tie(got: Any, want: Any) -> None:
 
 
 def test_a_step_the_warm_up_did_not_cover_runs_eagerly(engines: Any, chat_prompts: list[str]) -> None:
-    # 32 sequences in one decode step: the int8 head takes its prompt path at 32 rows, a
+    # 32 sequences in one decode step: the quantized linears take their prompt path at 32 rows, a
     # branch no warm-up graph holds. It must run (eagerly), not stop the engine for a compile.
     compiled, eager = engines
     graphs_before = _graphs()

@@ -1,4 +1,5 @@
-"""The quantized CPU matmul (``qmatmul.cpp``): its build, its weight layouts, its torch reference.
+"""The quantized CPU matmul (``qmatmul.cpp``): its build, its weight layouts, its torch reference;
+and the 4-bit weight's widening to bfloat16 for prompts (``dequantize.cpp``), built with it.
 
 ``q_matmul(x, weights)`` computes ``x @ W^T`` for a weight stored in blocks of 32 (a scale and a
 minimum per block; 4-bit codes, GGUF's Q4_1, or 8-bit ones) with ``x`` quantized to int8 per block
@@ -22,7 +23,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 BLOCK = 32  # weights (and activations) per scale
-_SOURCE = Path(__file__).with_name("qmatmul.cpp")
+_SOURCES = [Path(__file__).with_name("qmatmul.cpp"), Path(__file__).with_name("dequantize.cpp")]
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,18 @@ def q_matmul(x: Tensor, weight: QuantizedWeight) -> Tensor:
     return torch.ops.graphwright.q_matmul(x, weight.codes, weight.scales, weight.mins, weight.bits)
 
 
+def dequantize_bf16(weight: QuantizedWeight) -> Tensor:
+    """A 4-bit weight widened to bfloat16 ``[n, k]`` (``dequantize.cpp``), for a prompt's matmul.
+
+    Each weight is ``scale * code + min`` in float32, rounded once to the nearest bfloat16.
+    """
+    if weight.bits != 4:
+        raise ValueError(f"dequantize_bf16 takes 4-bit weights, not {weight.bits}-bit")
+    if not available():
+        raise RuntimeError("graphwright's CPU kernel is not available here (see the log for why)")
+    return torch.ops.graphwright.q_dequantize(weight.codes, weight.scales, weight.mins)
+
+
 def build_dir() -> Path:
     root = Path(os.environ.get("GRAPHWRIGHT_CACHE") or Path.home() / ".cache" / "graphwright")
     return root / "cpu_kernels" / f"torch-{torch.__version__.split('+')[0]}"
@@ -150,7 +163,7 @@ def _load() -> None:
     directory.mkdir(parents=True, exist_ok=True)
     load(
         name="graphwright_qmatmul",
-        sources=[str(_SOURCE)],
+        sources=[str(p) for p in _SOURCES],
         extra_cflags=["-O3", "-fopenmp"],  # at::parallel_for is OpenMP inline in the headers
         extra_ldflags=["-fopenmp"],
         build_directory=str(directory),
@@ -161,3 +174,7 @@ def _load() -> None:
     @torch.library.register_fake("graphwright::q_matmul")
     def _(x: Tensor, codes: Tensor, scales: Tensor, mins: Tensor, bits: int) -> Tensor:
         return x.new_empty((x.shape[0], codes.shape[0]))
+
+    @torch.library.register_fake("graphwright::q_dequantize")
+    def _(codes: Tensor, scales: Tensor, mins: Tensor) -> Tensor:
+        return codes.new_empty((codes.shape[0], codes.shape[1] * 2), dtype=torch.bfloat16)

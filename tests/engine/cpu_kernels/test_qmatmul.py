@@ -115,3 +115,20 @@ def test_compiles_as_one_opaque_op() -> None:
     x = torch.randn(3, 128)
     compiled = torch.compile(f, dynamic=True, fullgraph=True)
     torch.testing.assert_close(compiled(x), f(x))
+
+
+@pytest.mark.parametrize("op", ["q_dequantize", "q_dequantize_portable"])
+def test_int4_widens_to_bfloat16_as_the_reference_rounds_it(op: str) -> None:
+    torch.manual_seed(3)
+    w = _weight(4, 70, 192)
+    got = getattr(torch.ops.graphwright, op)(w.codes, w.scales, w.mins)
+    assert got.dtype == torch.bfloat16 and got.shape == (70, 192)
+    want = dequantize(w)  # float32: scale * code + min
+    # One rounding to bfloat16; the kernel's fused multiply-add may land one bfloat16 step away
+    # where the float32 product and sum, rounded separately, sit on a tie.
+    ulp = want.abs().clamp(min=1e-30) * 2.0**-7
+    assert bool(((got.float() - want).abs() <= ulp).all())
+    assert (got == want.to(torch.bfloat16)).float().mean() > 0.999
+    assert torch.equal(cpu_kernels.dequantize_bf16(w), got) or op.endswith("portable")
+    with pytest.raises(ValueError, match="4-bit"):
+        cpu_kernels.dequantize_bf16(_weight(8, 4, 64))
