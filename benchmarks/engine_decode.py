@@ -217,9 +217,9 @@ def main() -> None:
             ("engine fp32 compiled", "none", "auto"),
             ("engine int8 compiled", "int8", "auto"),
             ("engine int4 compiled", "int4", "auto"),
-            # No compiled torch-kernel int4 here: a fourth compiled engine of the same model class
-            # fills Dynamo's 8 cache entries on Transformer.forward, and the rows ran at eager
-            # speed. benchmarks/engine_kernel_ab.py compares the two kernels compiled, alone.
+            # No compiled torch-kernel int4 here: with a fourth compiled engine (8 graphs of one
+            # model class; Dynamo caches per code object, 8 entries) the compiled rows ran near
+            # eager speed. benchmarks/engine_kernel_ab.py compares the two kernels compiled, alone.
         ):
             t0 = time.perf_counter()
             engines[name] = LocalEngine.load(
