@@ -78,7 +78,8 @@ class Int4Linear(nn.Module):
     This is GGUF's Q4_1 layout (one scale and one minimum per 32 weights), and the grid is found
     the way Q4_1 finds it (the group's min and max), so a Q4_1 file's matrices, dequantized to
     float32 by the loader, come back here as exactly the numbers the file holds: for SmolLM2 the
-    int4 model *is* the GGUF model, with bfloat16 activations. Other weights are quantized with
+    int4 model *is* the GGUF model (its activations: int8 per block in decode steps on our kernel,
+    as llama.cpp's; bfloat16 in prompts and on torch's kernels). Other weights are quantized with
     the same rule (round to nearest on the group's min..max grid).
 
     The CPU decode path is our kernel, or else torch's int4 kernel (``_weight_int4pack_mm_for_cpu``,
@@ -152,4 +153,6 @@ def _kernel_weight(
 
 
 def _q_matmul(x: Tensor, weight: cpu_kernels.QuantizedWeight) -> Tensor:
+    # The op itself, not cpu_kernels.q_matmul: its availability check is a Python call that
+    # Dynamo would trace into every compiled decode step (here the kernel is known to be built).
     return torch.ops.graphwright.q_matmul(x.float(), weight.codes, weight.scales, weight.mins, weight.bits)
