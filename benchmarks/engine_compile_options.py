@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine_kernel_ab import PROMPT, step_ms
+from engine_kernel_ab import PROMPT, alternate
 
 from graphwright.engine.compiled import CPU_OPTIONS, CompiledDecode
 from graphwright.engine.llm import LocalEngine
@@ -67,13 +67,8 @@ def main() -> None:
         compile_s[name] = time.perf_counter() - t0
         engines[name] = eng
     prompt = engines["torch defaults"].encode_chat([{"role": "user", "content": PROMPT}])
-    for e in engines.values():
-        step_ms(e, prompt, 8)  # warm-up
+    samples = alternate(engines, prompt, args.rounds, args.tokens)
     names = list(engines)
-    samples: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(args.rounds):
-        for k in names[r % len(names):] + names[: r % len(names)]:
-            samples[k].append(step_ms(engines[k], prompt, args.tokens))
     base = samples["torch defaults"]
     print(f"\nSmolLM2-135M {args.quantize} compiled, batch-1 decode, "
           f"{args.tokens} tokens x {args.rounds} rounds")

@@ -38,6 +38,21 @@ def step_ms(engine: LocalEngine, prompt: list[int], tokens: int) -> float:
     return (time.perf_counter() - t0) / steps * 1e3
 
 
+def alternate(
+    engines: dict[str, LocalEngine], prompt: list[int], rounds: int, tokens: int
+) -> dict[str, list[float]]:
+    """``step_ms`` of each engine, round by round, the order rotated each round (for two engines:
+    flipped), so that this machine's minute-to-minute swings fall on all of them."""
+    names = list(engines)
+    for e in engines.values():
+        step_ms(e, prompt, 8)  # warm-up
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            samples[k].append(step_ms(engines[k], prompt, tokens))
+    return samples
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quantize", choices=["int8", "int4"], default="int4")
@@ -54,12 +69,7 @@ def main() -> None:
         for kernels in ("auto", "torch")
     }
     prompt = engines["auto"].encode_chat([{"role": "user", "content": PROMPT}])
-    for e in engines.values():
-        step_ms(e, prompt, 8)  # warm-up
-    samples: dict[str, list[float]] = {k: [] for k in engines}
-    for i in range(args.rounds):
-        for k in list(engines) if i % 2 == 0 else list(engines)[::-1]:
-            samples[k].append(step_ms(engines[k], prompt, args.tokens))
+    samples = alternate(engines, prompt, args.rounds, args.tokens)
     ratios = [t / o for o, t in zip(samples["auto"], samples["torch"], strict=True)]
     mode = f"{args.quantize}{'' if args.no_compile else ' compiled'}"
     print(f"\nSmolLM2-135M {mode}, batch-1 decode, {args.tokens} tokens x {args.rounds} alternating rounds")
