@@ -77,7 +77,8 @@ class CompiledDecode:
                 if bsz > 1:
                     mask = torch.ones(bsz, 1, 1, ctx, dtype=torch.bool, device=dev)
                 write = torch.full((bsz,), scratch_slot, dtype=torch.long, device=dev)
-                attn = AttentionInputs(k_cache, v_cache, write, slots, mask)
+                lens = torch.full((bsz,), ctx, dtype=torch.int32, device=dev)
+                attn = AttentionInputs(k_cache, v_cache, write, slots, mask, seq_lens=lens)
                 ids = torch.zeros(bsz, 1, dtype=torch.long, device=dev)
                 self._fn(ids, torch.full((bsz, 1), ctx - 1, device=dev), attn)
 

@@ -84,9 +84,10 @@ class EngineConfig(BaseModel):
     prefix_caching: bool = True
     cache_dir: str | None = None  # dequantized-weight cache; None: $GRAPHWRIGHT_CACHE or ~/.cache
     # "auto": the Triton kernels when the model is on CUDA, plain torch otherwise, except that on a
-    # CPU the quantized linears' decode steps run our C++ kernel (int8 activations per block of 32).
+    # CPU the quantized linears' decode steps run our C++ kernel (int8 activations per block of 32)
+    # and decode steps' attention (float32 caches) runs our C++ kernel over the paged cache.
     # "triton" on CPU needs TRITON_INTERPRET=1 (the interpreter: for tests, slow); "torch" is the
-    # reference (quantized: torch's own weight-only kernels, bfloat16 activations).
+    # reference (quantized: torch's own weight-only kernels, bfloat16 activations; attention: SDPA).
     kernels: Kernels = "auto"
     # Replay the decode step as CUDA graphs (one per batch-size bucket). CUDA + Triton kernels
     # only; ignored, with a log line, anywhere else.

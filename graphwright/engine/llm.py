@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from graphwright.engine import cpu_kernels
 from graphwright.engine.compiled import CompiledDecode
 from graphwright.engine.config import EngineConfig
 from graphwright.engine.cuda_graphs import DecodeGraphs
@@ -207,6 +208,7 @@ class LocalEngine:
         self.model_config = mc = model.config
         self.tokenizer = tokenizer
         self.model = model.set_kernels(self._use_kernels(cfg))
+        self.model.set_cpu_attention(self._use_cpu_attention(cfg))
         self.max_model_len = min(cfg.max_model_len or mc.max_position_embeddings, mc.max_position_embeddings)
         num_blocks = cfg.num_blocks or -(-max(self.max_model_len, 16384) // cfg.block_size)
         self.max_model_len = min(self.max_model_len, num_blocks * cfg.block_size)
@@ -254,6 +256,12 @@ class LocalEngine:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+
+    def _use_cpu_attention(self, cfg: EngineConfig) -> bool:
+        """Decode attention in C++ on a CPU with float32 caches, unless ``kernels="torch"``."""
+        if cfg.kernels == "torch" or self.device.type != "cpu" or self.dtype != torch.float32:
+            return False
+        return cpu_kernels.available()
 
     def _use_kernels(self, cfg: EngineConfig) -> bool:
         """Resolve ``cfg.kernels``: "auto" is Triton on CUDA when triton is installed, else torch."""

@@ -122,6 +122,7 @@ class Attention(nn.Module):
         )
         self.q_size, self.kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         self.wqkv, self.wo = wqkv, wo  # q, k and v rows stacked: one matmul
+        self.cpu_attention = False  # decode steps in C++ (Transformer.set_cpu_attention)
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, layer: int, attn: AttentionInputs | None
@@ -145,6 +146,11 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(
                 q, k.transpose(1, 2), v.transpose(1, 2), is_causal=seqlen > 1, scale=scale, enable_gqa=True
             )
+        elif seqlen == 1 and self.cpu_attention and attn.seq_lens is not None:
+            # A decode step, straight over the cache's slots: no gather of the context.
+            q3 = q.reshape(bsz, self.n_heads, self.head_dim)
+            out = torch.ops.graphwright.decode_attention(q3, kc, vc, attn.read_slots, attn.seq_lens, scale)
+            out = out.unsqueeze(2)
         else:
             out = self._attend_cached(q, kc, vc, attn)
         return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, self.q_size))
@@ -266,6 +272,14 @@ class Transformer(nn.Module):
                 m.use_kernels = on
         return self
 
+    def set_cpu_attention(self, on: bool) -> Transformer:
+        """Decode steps' attention through the C++ kernel (``cpu_kernels/attention.cpp``; float32
+        caches on a CPU), or through a gather of the context and SDPA."""
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.cpu_attention = on
+        return self
+
     def forward(
         self,
         input_ids: Tensor,  # [B, T]
@@ -363,4 +377,3 @@ class Transformer(nn.Module):
         else:
             head = _linear(embed if tied else head_w.to(device=device, dtype=dtype))  # tied: one tensor
         return cls(cfg, embed, layers, norm("model.norm.weight"), head, use_kernels).eval()
-

@@ -23,7 +23,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 BLOCK = 32  # weights (and activations) per scale
-_SOURCES = [Path(__file__).with_name("qmatmul.cpp"), Path(__file__).with_name("dequantize.cpp")]
+_SOURCES = [Path(__file__).with_name(f"{name}.cpp") for name in ("qmatmul", "dequantize", "attention")]
 
 
 @dataclass(frozen=True)
@@ -178,3 +178,7 @@ def _load() -> None:
     @torch.library.register_fake("graphwright::q_dequantize")
     def _(codes: Tensor, scales: Tensor, mins: Tensor) -> Tensor:
         return codes.new_empty((codes.shape[0], codes.shape[1] * 2), dtype=torch.bfloat16)
+
+    @torch.library.register_fake("graphwright::decode_attention")
+    def _(q: Tensor, k_cache: Tensor, v_cache: Tensor, slots: Tensor, lens: Tensor, scale: float) -> Tensor:
+        return torch.empty_like(q, memory_format=torch.contiguous_format)
