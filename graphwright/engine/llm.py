@@ -258,8 +258,8 @@ class LocalEngine:
         self._error: BaseException | None = None
 
     def _use_cpu_attention(self, cfg: EngineConfig) -> bool:
-        """Decode attention in C++ on a CPU with float32 caches, unless ``kernels="torch"``."""
-        if cfg.kernels == "torch" or self.device.type != "cpu" or self.dtype != torch.float32:
+        """Decode attention in C++ with ``kernels="auto"`` on a CPU, float32 caches."""
+        if cfg.kernels != "auto" or self.device.type != "cpu" or self.dtype != torch.float32:
             return False
         return cpu_kernels.available()
 

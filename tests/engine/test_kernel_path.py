@@ -18,7 +18,7 @@ from graphwright.engine.config import EngineConfig, Kernels, ModelConfig
 from graphwright.engine.cuda_graphs import DecodeGraphs
 from graphwright.engine.kv_cache import KVCache
 from graphwright.engine.llm import LocalEngine
-from graphwright.engine.model import AttentionInputs, Transformer
+from graphwright.engine.model import Attention, AttentionInputs, Transformer
 from graphwright.engine.sampling import SamplingParams
 from graphwright.engine.tokenizer import Tokenizer
 
@@ -169,6 +169,8 @@ def _generate(
     cfg = EngineConfig(model="tiny-random", kernels=kernels, block_size=4, num_blocks=32, max_num_seqs=4)
     engine = LocalEngine.from_model(model, _byte_tokenizer(), cfg)
     assert engine.model.use_kernels == (kernels == "triton")
+    # On a CPU, "auto" runs decode attention in C++ (cpu_kernels/attention.cpp), "torch" SDPA.
+    assert {m.cpu_attention for m in model.modules() if isinstance(m, Attention)} == {kernels == "auto"}
     steps: list[list[int]] = []  # seq_lens of each decode step the model ran
 
     def model_call(
@@ -216,6 +218,16 @@ def test_greedy_generation_through_the_engine_matches_the_torch_path(state: dict
     assert all(len(t) == 6 for t in got)
     # The CUDA-graph runner's bucketing, padding and static buffers, replayed eagerly on CPU.
     assert _generate(state, "triton", prompts, 6, buckets=True) == ref
+
+
+def test_cpu_decode_attention_through_the_engine_matches_the_torch_path(
+    state: dict[str, torch.Tensor],
+) -> None:
+    """The C++ decode attention over the same ragged, block-crossing batches as the torch path's
+    gather + SDPA (head_dim 16 here: its portable loops)."""
+    g = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(0, CFG.vocab_size, (n,), generator=g).tolist() for n in (3, 9, 6)]
+    assert _generate(state, "auto", prompts, 6) == _generate(state, "torch", prompts, 6)
 
 
 def test_triton_on_cpu_without_the_interpreter_is_refused(
