@@ -35,7 +35,17 @@ def _case(bsz: int, heads: int, kv_heads: int, dim: int, width: int, block: int 
 @pytest.mark.parametrize("path", [decode_attention, _portable], ids=["avx512", "portable"])
 @pytest.mark.parametrize(
     ("bsz", "heads", "kv_heads", "dim", "width"),
-    [(1, 9, 3, 64, 37), (3, 9, 3, 64, 165), (2, 4, 4, 128, 70), (2, 8, 1, 32, 17), (2, 6, 2, 48, 40)],
+    [
+        (1, 9, 3, 64, 37),
+        (3, 9, 3, 64, 165),
+        (2, 4, 4, 128, 70),
+        (2, 8, 1, 32, 17),
+        (2, 6, 2, 48, 40),  # a head size without a vector path: the portable loops
+        (1, 16, 1, 64, 50),  # more query heads per KV head than registers hold: portable
+        # Long contexts are split into parts, merged after (the second row's may be empty):
+        (1, 9, 3, 64, 700),
+        (2, 9, 3, 64, 600),
+    ],
 )
 def test_matches_the_reference(
     path: Attend, bsz: int, heads: int, kv_heads: int, dim: int, width: int
