@@ -26,11 +26,13 @@ PROMPT = "Write a short story about a lighthouse keeper."
 
 
 def step_ms(engine: LocalEngine, prompt: list[int], tokens: int) -> float:
-    """Mean ms per decode step of one greedy request, the prefill step excluded."""
+    """Mean ms per decode step of one greedy request, the prompt's steps excluded."""
     engine._kick = lambda: None  # type: ignore[method-assign]  # no engine thread: we step it
     sched = engine.scheduler
     engine.submit(prompt, SamplingParams(temperature=0, max_tokens=tokens, min_tokens=tokens))
-    sched.step()  # the prompt
+    sched.step()  # the prompt, or its first chunk
+    while any(s.prefilling for s in sched.running):  # a prompt longer than max_prefill_tokens
+        sched.step()
     t0, steps = time.perf_counter(), 0
     while sched.has_work():
         sched.step()
