@@ -6,8 +6,9 @@ Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16
 weight-only, and fp32 / int8 / int4 with the torch.compile'd decode step; eager int4 also on
 torch's weight-only kernel instead of ours, ``kernels="torch"``) and transformers
 ``generate`` on the same GGUF; aggregate tokens/s with 1, 4 and 16 concurrent requests through
-the scheduler (eager and compiled fp32); load time cold and warm, and with the compile. Medians
-of ``--repeats`` runs; this machine is shared and noisy, so compare ratios taken in one run.
+the scheduler (eager and compiled fp32; the levels take turns); load time cold and warm, and with
+the compile. Medians of ``--repeats`` runs; this machine is shared and noisy, so compare ratios
+taken in one run.
 Writes benchmarks/results/engine_decode.json.
 """
 
@@ -72,18 +73,23 @@ class EngineRunner:
         return len(long) / (time.perf_counter() - t0)
 
 
-def bench_concurrency(engine: LocalEngine, levels: list[int], new_tokens: int) -> dict[int, float]:
-    out = {}
-    for c in levels:
-        prompts = [
-            engine.encode_chat([{"role": "user", "content": f"{PROMPT} (variant {i})"}]) for i in range(c)
-        ]
-        params = SamplingParams(temperature=0, max_tokens=new_tokens, min_tokens=new_tokens)
-        t0 = time.perf_counter()
-        handles = [engine.submit(p, params) for p in prompts]
-        total = sum(h.result().completion_tokens for h in handles)
-        out[c] = total / (time.perf_counter() - t0)
-    return out
+def bench_concurrency(
+    engine: LocalEngine, levels: list[int], new_tokens: int, repeats: int = 1
+) -> dict[int, float]:
+    """Aggregate tokens/s with ``c`` requests submitted at once, for each level; the levels take
+    turns ``repeats`` times (medians), so that this machine's swings fall on all of them."""
+    runs: dict[int, list[float]] = {c: [] for c in levels}
+    for _ in range(repeats):
+        for c in levels:
+            prompts = [
+                engine.encode_chat([{"role": "user", "content": f"{PROMPT} (variant {i})"}]) for i in range(c)
+            ]
+            params = SamplingParams(temperature=0, max_tokens=new_tokens, min_tokens=new_tokens)
+            t0 = time.perf_counter()
+            handles = [engine.submit(p, params) for p in prompts]
+            total = sum(h.result().completion_tokens for h in handles)
+            runs[c].append(total / (time.perf_counter() - t0))
+    return {c: median(r) for c, r in runs.items()}
 
 
 def matmul_floor(engine: LocalEngine, steps: int) -> float:
@@ -257,11 +263,11 @@ def main() -> None:
     }
     if hf is not None:
         rows["transformers fp32"]["load_s"] = hf.load_s
-    concurrency = bench_concurrency(fp32, [1, 4, 16], min(64, args.new_tokens))
+    concurrency = bench_concurrency(fp32, [1, 4, 16], min(64, args.new_tokens), args.repeats)
     compiled_concurrency = None
     if "engine fp32 compiled" in engines:
         compiled_concurrency = bench_concurrency(
-            engines["engine fp32 compiled"], [1, 4, 16], min(64, args.new_tokens)
+            engines["engine fp32 compiled"], [1, 4, 16], min(64, args.new_tokens), args.repeats
         )
     for e in engines.values():
         e.close()
