@@ -326,8 +326,8 @@ DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (defaul
 QUANTIZE = typer.Option("none", "--quantize", help="none | int8 | int4 (weight-only; int4 keeps "
                         "a Q4_1 GGUF's own 4-bit weights)")
 DEVICE = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)")
-COMPILE = typer.Option(False, "--compile", help="torch.compile the decode step: faster tokens "
-                       "after a compile at load (a minute or two the first time, ~40 s later)")
+COMPILE = typer.Option(False, "--compile", help="compile the decode step: faster tokens "
+                       "after a compile at load (about a minute the first time, ~10 s later)")
 
 
 def _engine_options(

@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from graphwright.engine import cpu_kernels
 from graphwright.engine.model import AttentionInputs, Transformer
 
 # Inductor's options for the CPU decode step (see the module docstring). The wrapper is built
@@ -53,15 +52,6 @@ class CompiledDecode:
         self.stance = "eager_on_recompile"
         if options is None and model.embed_tokens.weight.device.type == "cpu":
             options = CPU_OPTIONS
-        # The quantized weights in our C++ kernel's layout are plain tensors, not parameters or
-        # buffers (whose sizes torch keeps static by itself): left to dynamic=True their sizes
-        # were symbolic, which cost ~2,500 guards in Python (size equalities between layers)
-        # at every step. Static, they are checked as tensors, like the other weights.
-        for module in model.modules():
-            kernel = getattr(module, "kernel", None)
-            if isinstance(kernel, cpu_kernels.QuantizedWeight):
-                for t in (kernel.codes, kernel.scales, kernel.mins):
-                    torch._dynamo.mark_static(t)
         self._fn = torch.compile(model, dynamic=True, options=options)
         self._warm_up(k_cache, v_cache, scratch_slot)
 

@@ -92,6 +92,7 @@ class EngineConfig(BaseModel):
     # Replay the decode step as CUDA graphs (one per batch-size bucket). CUDA + Triton kernels
     # only; ignored, with a log line, anywhere else.
     cuda_graphs: bool = False
-    # torch.compile the torch path's decode step (graphwright.engine.compiled): faster steps
-    # after a compile at load (a minute or two the first time, ~40 s from torch's cache).
+    # Compile the torch path's decode step: on a CPU ahead of time with AOTInductor
+    # (graphwright.engine.exported; about a minute the first time, ~10 s from its cache), elsewhere
+    # with torch.compile (graphwright.engine.compiled).
     compile: bool = False

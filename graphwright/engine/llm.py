@@ -27,6 +27,7 @@ from graphwright.engine import cpu_kernels
 from graphwright.engine.compiled import CompiledDecode
 from graphwright.engine.config import EngineConfig
 from graphwright.engine.cuda_graphs import DecodeGraphs
+from graphwright.engine.exported import ExportedDecode
 from graphwright.engine.kv_cache import BlockManager, KVCache
 from graphwright.engine.model import DecodeStep, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint
@@ -238,6 +239,8 @@ class LocalEngine:
             )
         elif cfg.compile and self.model.use_kernels:
             logger.warning("compile=True ignored: it compiles the torch path, and the Triton kernels are on")
+        elif cfg.compile and self.device.type == "cpu":
+            decode_step = ExportedDecode(self.model, kv.k, kv.v, kv.scratch_slot)
         elif cfg.compile:
             decode_step = CompiledDecode(self.model, kv.k, kv.v, kv.scratch_slot)
         self.scheduler = Scheduler(

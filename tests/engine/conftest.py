@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +69,24 @@ def hf_tokenizer() -> Any:
 
     path = resolve_model("smollm2")
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+@pytest.fixture(scope="session")
+def same_until_a_near_tie() -> Callable[[Any, Any], None]:
+    """A check for compiled quantized decode steps against eager ones (two ``Completion``s)."""
+    return _same_until_a_near_tie
+
+
+def _same_until_a_near_tie(got: Any, want: Any) -> None:
+    """Quantized: Inductor's fused float ops round differently from eager ones, and the decode
+    kernel's int8 activations can turn such an ulp into a different greedy token, but only where
+    the model itself was nearly tied between its top two tokens. (Measured: a 1e-6 relative change
+    to the embeddings moves the int4 decode path's top-token logprobs by 0.02 nats median, 0.21 at
+    most; 0.3 is that, with room.)"""
+    differ = [i for i, (a, b) in enumerate(zip(got.token_ids, want.token_ids, strict=True)) if a != b]
+    if not differ:
+        return
+    i = differ[0]
+    (first, lp1), (second, lp2) = want.top_logprobs[i]
+    assert {first, second} == {got.token_ids[i], want.token_ids[i]}, (i, want.top_logprobs[i])
+    assert lp1 - lp2 < 0.3, (i, want.top_logprobs[i])

@@ -3,6 +3,7 @@
 from .qmatmul import (
     QuantizedWeight,
     available,
+    c_shims,
     dequantize,
     dequantize_bf16,
     has_vnni,
@@ -16,6 +17,7 @@ from .qmatmul import (
 __all__ = [
     "QuantizedWeight",
     "available",
+    "c_shims",
     "dequantize",
     "dequantize_bf16",
     "has_vnni",

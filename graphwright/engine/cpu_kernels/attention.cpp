@@ -17,6 +17,7 @@
 // Query head h reads KV head h / (H / KV) (grouped-query attention). Arithmetic in float32.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/inductor/aoti_torch/utils.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -273,4 +274,17 @@ TORCH_LIBRARY_FRAGMENT(graphwright, lib) {
   lib.def("decode_attention_portable(Tensor q, Tensor k_cache, Tensor v_cache, Tensor slots, Tensor lens, float scale) -> Tensor");
   lib.impl("decode_attention", c10::DispatchKey::CPU, &decode_attention);
   lib.impl("decode_attention_portable", c10::DispatchKey::CPU, &decode_attention_portable);
+}
+
+// The op as a C function for Inductor's generated C++ (see aoti_torch_cpu_q_matmul in qmatmul.cpp).
+extern "C" AOTITorchError aoti_torch_cpu_decode_attention(AtenTensorHandle q, AtenTensorHandle k_cache,
+                                                          AtenTensorHandle v_cache, AtenTensorHandle slots,
+                                                          AtenTensorHandle lens, double scale, AtenTensorHandle* out) {
+  using torch::aot_inductor::tensor_handle_to_tensor_pointer;
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    *out = torch::aot_inductor::new_tensor_handle(decode_attention(
+        *tensor_handle_to_tensor_pointer(q), *tensor_handle_to_tensor_pointer(k_cache),
+        *tensor_handle_to_tensor_pointer(v_cache), *tensor_handle_to_tensor_pointer(slots),
+        *tensor_handle_to_tensor_pointer(lens), scale));
+  });
 }

@@ -17,6 +17,7 @@
 //          float32 [N] for 8 bits, and no mins (the offset comes back out through x's block sums)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/inductor/aoti_torch/utils.h>
 #include <torch/library.h>
 
 #include <immintrin.h>
@@ -281,4 +282,16 @@ TORCH_LIBRARY(graphwright, lib) {
   lib.impl("q_matmul", c10::DispatchKey::CPU, &q_matmul);
   lib.impl("q_matmul_portable", c10::DispatchKey::CPU, &q_matmul_portable);
   lib.impl("q_matmul_vnni", c10::DispatchKey::CompositeExplicitAutograd, &q_matmul_vnni);
+}
+
+// The same op as a C function for Inductor's generated C++ (compiled.py names it in
+// custom_ops_to_c_shims): called directly, not looked up by name in the dispatcher at every call.
+extern "C" AOTITorchError aoti_torch_cpu_q_matmul(AtenTensorHandle x, AtenTensorHandle codes, AtenTensorHandle scales,
+                                                  AtenTensorHandle mins, int64_t bits, AtenTensorHandle* out) {
+  using torch::aot_inductor::tensor_handle_to_tensor_pointer;
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    *out = torch::aot_inductor::new_tensor_handle(
+        q_matmul(*tensor_handle_to_tensor_pointer(x), *tensor_handle_to_tensor_pointer(codes),
+                 *tensor_handle_to_tensor_pointer(scales), *tensor_handle_to_tensor_pointer(mins), bits));
+  });
 }

@@ -11,14 +11,14 @@ with ``GRAPHWRIGHT_CPU_KERNELS=0``, ``available()`` is False and the engine keep
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +26,36 @@ BLOCK = 32  # weights (and activations) per scale
 _SOURCES = [Path(__file__).with_name(f"{name}.cpp") for name in ("qmatmul", "dequantize", "attention")]
 
 
-@dataclass(frozen=True)
-class QuantizedWeight:
+class QuantizedWeight(nn.Module):
     """A weight ``[n, k]`` as the kernel reads it.
 
     4 bits: ``w = scales * code + mins`` per block of 32, scales and mins float16 ``[n, k / 32]``
     (GGUF's Q4_1 holds the same numbers). 8 bits: ``w = scales * (code - 128)``, one float32
     scale per row ``[n]``, and ``mins`` empty.
+
+    A module, so that its tensors are buffers with names (``layers.0.mlp.down.kernel.codes``):
+    torch.compile keeps buffers' sizes static by itself, and an exported decode step
+    (``exported.py``) is handed the model's own tensors by those names.
     """
 
     codes: Tensor  # uint8 [n, k / 2] (4 bits, two codes a byte) or [n, k] (8 bits)
     scales: Tensor
     mins: Tensor
-    bits: int
+
+    def __init__(self, codes: Tensor, scales: Tensor, mins: Tensor, bits: int) -> None:
+        super().__init__()
+        self.register_buffer("codes", codes)
+        self.register_buffer("scales", scales)
+        self.register_buffer("mins", mins)
+        self.bits = bits
 
     @property
     def shape(self) -> tuple[int, int]:
         n = self.codes.shape[0]
         return n, self.codes.shape[1] * (2 if self.bits == 4 else 1)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, shape={self.shape}"
 
 
 def pack_int4(codes: Tensor, scales: Tensor, mins: Tensor) -> QuantizedWeight:
@@ -151,6 +163,24 @@ def dequantize_bf16(weight: QuantizedWeight) -> Tensor:
     return torch.ops.graphwright.q_dequantize(weight.codes, weight.scales, weight.mins)
 
 
+# The ops' C entry points (``extern "C"`` at the end of qmatmul.cpp and attention.cpp), declared
+# for AOTInductor's generated code, which then calls them directly (see ``exported.py``).
+_C_SHIMS = {
+    "q_matmul": "AOTITorchError aoti_torch_cpu_q_matmul(AtenTensorHandle x, AtenTensorHandle codes, "
+    "AtenTensorHandle scales, AtenTensorHandle mins, int64_t bits, AtenTensorHandle* out)",
+    "decode_attention": "AOTITorchError aoti_torch_cpu_decode_attention(AtenTensorHandle q, "
+    "AtenTensorHandle k_cache, AtenTensorHandle v_cache, AtenTensorHandle slots, AtenTensorHandle lens, "
+    "double scale, AtenTensorHandle* out)",
+}
+
+
+def c_shims() -> dict[torch._ops.OpOverload, list[str]]:
+    """Inductor's ``aot_inductor.custom_ops_to_c_shims`` for our ops (empty where they are not built)."""
+    if not available():
+        return {}
+    return {getattr(torch.ops.graphwright, op).default: [decl] for op, decl in _C_SHIMS.items()}
+
+
 def build_dir() -> Path:
     root = Path(os.environ.get("GRAPHWRIGHT_CACHE") or Path.home() / ".cache" / "graphwright")
     return root / "cpu_kernels" / f"torch-{torch.__version__.split('+')[0]}"
@@ -170,6 +200,9 @@ def _load() -> None:
         is_python_module=False,
         verbose=False,
     )
+    # Loaded by torch with RTLD_LOCAL; made global so that the C entry points resolve in the
+    # libraries AOTInductor builds (which name them but do not link this one).
+    ctypes.CDLL(str(directory / "graphwright_qmatmul.so"), mode=os.RTLD_GLOBAL | os.RTLD_NOLOAD)
 
     @torch.library.register_fake("graphwright::q_matmul")
     def _(x: Tensor, codes: Tensor, scales: Tensor, mins: Tensor, bits: int) -> Tensor:
