@@ -149,13 +149,10 @@ class ExportedDecode:
         return runner
 
 
-def _flags(model: Transformer) -> tuple[Any, ...]:
-    """What the exported graphs were traced under; a change sends steps back to the eager model."""
-    return tuple(
-        (getattr(m, "use_kernels", None), getattr(m, "cpu_attention", None))
-        for m in model.modules()
-        if hasattr(m, "use_kernels") or hasattr(m, "cpu_attention")
-    )
+def _flags(model: Transformer) -> tuple[bool, bool]:
+    """What the exported graphs were traced under (set through the model's setters); a change
+    sends steps back to the eager model."""
+    return model.use_kernels, model.cpu_attention
 
 
 def _options() -> dict[str, Any]:

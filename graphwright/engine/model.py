@@ -262,6 +262,7 @@ class Transformer(nn.Module):
         self.lm_head = lm_head
         self.inv_freq: Tensor
         self.register_buffer("inv_freq", rope_inv_freq(cfg).to(embed.device), persistent=False)
+        self.cpu_attention = False  # as its Attention modules' (set_cpu_attention)
         self.set_kernels(use_kernels)
 
     def set_kernels(self, on: bool) -> Transformer:
@@ -275,6 +276,7 @@ class Transformer(nn.Module):
     def set_cpu_attention(self, on: bool) -> Transformer:
         """Decode steps' attention through the C++ kernel (``cpu_kernels/attention.cpp``; float32
         caches on a CPU), or through a gather of the context and SDPA."""
+        self.cpu_attention = on
         for m in self.modules():
             if isinstance(m, Attention):
                 m.cpu_attention = on
