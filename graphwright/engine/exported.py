@@ -42,6 +42,11 @@ def cache_dir() -> Path:
     return root / "decode" / f"torch-{torch.__version__.split('+')[0]}"
 
 
+class NotExportable(RuntimeError):
+    """This model's decode step cannot run as an exported library (the engine then uses
+    torch.compile)."""
+
+
 class _Step(nn.Module):
     """The model's decode call with flat tensor inputs, the form ``torch.export`` takes."""
 
@@ -141,8 +146,8 @@ class ExportedDecode:
                 raise RuntimeError(f"the compiled decode step at {path} does not load (see the log)")
         names = runner.get_constant_fqns()
         missing = [n for n in names if n not in self._tensors]
-        if missing:
-            raise RuntimeError(f"the compiled decode step asks for tensors the model lacks: {missing[:5]}")
+        if missing:  # Inductor derived constants of its own from the weights (torch's int4 kernel)
+            raise NotExportable(f"the compiled decode step asks for tensors the model lacks: {missing[:5]}")
         # user_managed: the library reads the model's tensors in place (no second copy of the
         # weights); this object keeps the model, and so them, alive.
         runner.load_constants({n: self._tensors[n] for n in names}, check_full_update=True, user_managed=True)

@@ -27,7 +27,7 @@ from graphwright.engine import cpu_kernels
 from graphwright.engine.compiled import CompiledDecode
 from graphwright.engine.config import EngineConfig
 from graphwright.engine.cuda_graphs import DecodeGraphs
-from graphwright.engine.exported import ExportedDecode
+from graphwright.engine.exported import ExportedDecode, NotExportable
 from graphwright.engine.kv_cache import BlockManager, KVCache
 from graphwright.engine.model import DecodeStep, Transformer
 from graphwright.engine.sampling import SamplerState, SamplingParams, TokenConstraint
@@ -239,10 +239,8 @@ class LocalEngine:
             )
         elif cfg.compile and self.model.use_kernels:
             logger.warning("compile=True ignored: it compiles the torch path, and the Triton kernels are on")
-        elif cfg.compile and self.device.type == "cpu":
-            decode_step = ExportedDecode(self.model, kv.k, kv.v, kv.scratch_slot)
         elif cfg.compile:
-            decode_step = CompiledDecode(self.model, kv.k, kv.v, kv.scratch_slot)
+            decode_step = self._compiled_decode(kv)
         self.scheduler = Scheduler(
             self.model,
             self.tokenizer,
@@ -259,6 +257,16 @@ class LocalEngine:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+
+    def _compiled_decode(self, kv: KVCache) -> DecodeStep:
+        """On a CPU the step exported and compiled ahead of time; elsewhere, or where Inductor
+        would need constants of its own (torch's int4 kernel), torch.compile."""
+        if self.device.type == "cpu":
+            try:
+                return ExportedDecode(self.model, kv.k, kv.v, kv.scratch_slot)
+            except NotExportable as exc:
+                logger.warning("%s; compiling the decode step with torch.compile instead", exc)
+        return CompiledDecode(self.model, kv.k, kv.v, kv.scratch_slot)
 
     def _use_cpu_attention(self, cfg: EngineConfig) -> bool:
         """Decode attention in C++ with ``kernels="auto"`` on a CPU, float32 caches."""

@@ -107,8 +107,12 @@ class Int4Linear(nn.Module):
         self.register_buffer("q", q.to(torch.uint8))  # unpacked: prompts and non-CPU devices
         self.register_buffer("scales", scale)  # [n, k / 32] float32
         self.register_buffer("mins", lo)
-        self.packed: Tensor | None = None
-        self.scales_and_zeros: Tensor | None = None
+        # torch's int4 kernel's layout, where ours does not run (buffers, so that an exported
+        # decode step finds them by name)
+        self.packed: Tensor | None
+        self.scales_and_zeros: Tensor | None
+        self.register_buffer("packed", None)
+        self.register_buffer("scales_and_zeros", None)
         self.kernel = _kernel_weight(weight, cpu_kernel, lambda: cpu_kernels.pack_int4(self.q, scale, lo))
         if weight.device.type == "cpu" and self.kernel is None:
             self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)

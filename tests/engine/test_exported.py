@@ -13,7 +13,7 @@ import torch
 
 from graphwright.engine import exported
 from graphwright.engine.config import ModelConfig
-from graphwright.engine.exported import ExportedDecode
+from graphwright.engine.exported import ExportedDecode, NotExportable
 from graphwright.engine.kv_cache import KVCache
 from graphwright.engine.llm import LocalEngine
 from graphwright.engine.model import AttentionInputs, Transformer
@@ -105,7 +105,7 @@ TINY = ModelConfig(
 )
 
 
-def _tiny_model() -> Transformer:
+def _tiny_model(quantize: str = "int8", cpu_kernel: bool = True) -> Transformer:
     g = torch.Generator().manual_seed(0)
     h, f, v, d = TINY.hidden_size, TINY.intermediate_size, TINY.vocab_size, TINY.head_dim
     shapes = {
@@ -119,7 +119,8 @@ def _tiny_model() -> Transformer:
         state |= {p + k + ".weight": torch.randn(*s, generator=g) / s[1] ** 0.5 for k, s in shapes.items()}
         for norm in ("input_layernorm", "post_attention_layernorm"):
             state[p + norm + ".weight"] = torch.ones(h)
-    return Transformer.from_state_dict(TINY, state, quantize="int8").set_cpu_attention(True)
+    model = Transformer.from_state_dict(TINY, state, quantize=quantize, cpu_kernel=cpu_kernel)
+    return model.set_cpu_attention(True)
 
 
 @torch.inference_mode()
@@ -167,4 +168,15 @@ def test_only_the_cpu_and_the_torch_path() -> None:
     kv = KVCache(TINY.num_hidden_layers, 4, 16, TINY.num_key_value_heads, TINY.head_dim, torch.float32, "cpu")
     model.set_kernels(True)
     with pytest.raises(ValueError, match="Triton kernels"):
+        ExportedDecode(model, kv.k, kv.v, kv.scratch_slot)
+
+
+@torch.inference_mode()
+def test_a_step_inductor_adds_constants_to_is_not_exported() -> None:
+    # torch's int4 kernel (kernels="torch"): Inductor repacks its weights into constants of its
+    # own, which the library would need and the model does not have. The engine then uses
+    # torch.compile (LocalEngine._compiled_decode).
+    model = _tiny_model("int4", cpu_kernel=False)
+    kv = KVCache(TINY.num_hidden_layers, 4, 16, TINY.num_key_value_heads, TINY.head_dim, torch.float32, "cpu")
+    with pytest.raises(NotExportable, match="tensors the model lacks"):
         ExportedDecode(model, kv.k, kv.v, kv.scratch_slot)
