@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/engine_decode.py [--new-tokens 128] [--repeats 3] [--quick]
 
 Batch-1 prefill and decode tokens/s for our engine (float32 exact mode, bfloat16, int8 and int4
-weight-only, and fp32 / int8 / int4 with the torch.compile'd decode step; eager int4 also on
+weight-only, and fp32 / int8 / int4 with the compiled decode step (``--compile``: on a CPU the
+step exported and compiled ahead of time, ``graphwright/engine/exported.py``); eager int4 also on
 torch's weight-only kernel instead of ours, ``kernels="torch"``) and transformers
 ``generate`` on the same GGUF; aggregate tokens/s with 1, 4 and 16 concurrent requests through
 the scheduler (eager and compiled fp32; the levels take turns); load time cold and warm, and with
@@ -188,7 +189,7 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="32 new tokens, 1 repeat, no transformers, no compile"
     )
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd engines (minutes)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compiled engines (--compile)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -218,7 +219,7 @@ def main() -> None:
         ),
     }
     compile_load_s: dict[str, float] = {}
-    if not args.no_compile:  # torch.compile'd decode steps: the load includes the compile
+    if not args.no_compile:  # compiled decode steps: the load includes the compile (or its cache)
         for name, quant, kernels in (
             ("engine fp32 compiled", "none", "auto"),
             ("engine int8 compiled", "int8", "auto"),
