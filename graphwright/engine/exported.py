@@ -170,8 +170,9 @@ def _options() -> dict[str, Any]:
 
 
 def _key(program: torch.export.ExportedProgram) -> str:
-    """A hash of what the library is built from: the graph, its inputs' and constants' shapes and
-    types, the shape ranges, torch, this CPU's vector ISA and our ops' C signatures."""
+    """A hash of what the library is built from: the graph, its inputs' shapes and types, the
+    shape ranges, torch, this CPU's vector ISA, the thread count (written into the generated
+    loops) and our ops' C signatures."""
     from torch._inductor import cpu_vec_isa
 
     h = hashlib.sha256()
@@ -180,6 +181,7 @@ def _key(program: torch.export.ExportedProgram) -> str:
         _FORMAT,
         torch.__version__,
         str(cpu_vec_isa.pick_vec_isa()),
+        str(torch.get_num_threads()),
         program.graph_module.code,
         str(placeholders),
         str(sorted(program.range_constraints.items(), key=str)),
