@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -10,6 +12,12 @@ DType = Literal["float32", "bfloat16", "float16"]
 Quantize = Literal["none", "int8", "int4"]
 Kernels = Literal["auto", "triton", "torch"]
 
+
+
+def cache_root() -> Path:
+    """Where the engine keeps what it builds once (weights, kernels, compiled steps):
+    ``$GRAPHWRIGHT_CACHE``, default ``~/.cache/graphwright``."""
+    return Path(os.environ.get("GRAPHWRIGHT_CACHE") or Path.home() / ".cache" / "graphwright")
 
 class RopeScaling(BaseModel):
     """RoPE frequency scaling, as in a Hugging Face ``config.json``'s ``rope_scaling``."""

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from graphwright.engine import cpu_kernels
+from graphwright.engine.config import cache_root
 from graphwright.engine.model import AttentionInputs, Transformer
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ _FORMAT = "1"  # bump when what goes into a library changes in a way the graph d
 
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("GRAPHWRIGHT_CACHE") or Path.home() / ".cache" / "graphwright")
-    return root / "decode" / f"torch-{torch.__version__.split('+')[0]}"
+    return cache_root() / "decode" / f"torch-{torch.__version__.split('+')[0]}"
 
 
 class NotExportable(RuntimeError):

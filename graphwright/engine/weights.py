@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphwright.engine.config import ModelConfig
+from graphwright.engine.config import ModelConfig, cache_root
 
 CACHE_FORMAT = 2  # bump when the cached layout changes, so stale caches are never read
 
@@ -190,7 +190,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("GRAPHWRIGHT_CACHE") or Path.home() / ".cache" / "graphwright") / "engine"
+    return cache_root() / "engine"
 
 
 def load_gguf(path: Path, cache_dir: str | os.PathLike[str] | None = None) -> LoadedWeights:

@@ -72,9 +72,31 @@ def hf_tokenizer() -> Any:
 
 
 @pytest.fixture(scope="session")
-def same_until_a_near_tie() -> Callable[[Any, Any], None]:
-    """A check for compiled quantized decode steps against eager ones (two ``Completion``s)."""
-    return _same_until_a_near_tie
+def decodes_like_eager() -> Callable[[Any, Any, list[list[int]]], None]:
+    """A check of a compiled engine against an eager one of the same precision: greedy tokens of
+    the prompts, one at a time (batch-1 steps) and all at once (batched steps of different
+    lengths); float32 equal, quantized equal up to near ties."""
+    return _decodes_like_eager
+
+
+def _decodes_like_eager(compiled: Any, eager: Any, prompts: list[list[int]]) -> None:
+    from graphwright.engine.sampling import SamplingParams
+
+    greedy = SamplingParams(temperature=0.0, max_tokens=24, min_tokens=24, top_logprobs=2)
+
+    def run(eng: Any, batched: bool) -> list[Any]:
+        if not batched:
+            return [eng.generate(p, greedy).outputs[0] for p in prompts]
+        with eng._wake:  # all queued before the first step
+            handles = [eng.submit(p, greedy) for p in prompts]
+        return [h.result().outputs[0] for h in handles]
+
+    for batched in (False, True):
+        for got, want in zip(run(compiled, batched), run(eager, batched), strict=True):
+            if compiled.config.quantize == "none":
+                assert got.token_ids == want.token_ids
+            else:
+                _same_until_a_near_tie(got, want)
 
 
 def _same_until_a_near_tie(got: Any, want: Any) -> None:

@@ -11,7 +11,6 @@ import torch
 
 from graphwright.engine.compiled import CompiledDecode
 from graphwright.engine.llm import LocalEngine
-from graphwright.engine.sampling import SamplingParams
 
 
 def _graphs() -> int:
@@ -19,7 +18,7 @@ def _graphs() -> int:
 
 
 def test_compiled_decode_gives_the_eager_tokens(
-    weights_cache: Path, chat_prompts: list[str], same_until_a_near_tie: Any
+    weights_cache: Path, chat_prompts: list[str], decodes_like_eager: Any
 ) -> None:
     eager = LocalEngine.load("smollm2", cache_dir=str(weights_cache), quantize="int4")
     compiled = LocalEngine.load("smollm2", cache_dir=str(weights_cache), quantize="int4")
@@ -29,20 +28,9 @@ def test_compiled_decode_gives_the_eager_tokens(
     step.stance = "fail_on_recompile"  # a step that needs a graph the warm-up did not build fails
     graphs_at_load = _graphs()
     assert graphs_at_load >= 2  # batch 1 and batch >= 2, compiled by the warm-up
-    prompts = [eager.encode_chat([{"role": "user", "content": p}]) for p in chat_prompts[:4]]
-    greedy = SamplingParams(temperature=0.0, max_tokens=24, min_tokens=24, top_logprobs=2)
-
-    def run(eng: Any, batched: bool) -> list[Any]:
-        if not batched:  # one at a time: batch-1 decode steps
-            return [eng.generate(p, greedy).outputs[0] for p in prompts]
-        with eng._wake:  # all queued before the first step: batched steps of different lengths
-            handles = [eng.submit(p, greedy) for p in prompts]
-        return [h.result().outputs[0] for h in handles]
-
     try:
-        for batched in (False, True):
-            for got, want in zip(run(compiled, batched), run(eager, batched), strict=True):
-                same_until_a_near_tie(got, want)
+        decodes_like_eager(compiled, eager, [eager.encode_chat([{"role": "user", "content": p}])
+                                             for p in chat_prompts[:4]])
     finally:
         compiled.close()
         eager.close()

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from graphwright.engine.config import cache_root
+
 log = logging.getLogger(__name__)
 
 BLOCK = 32  # weights (and activations) per scale
@@ -182,8 +184,7 @@ def c_shims() -> dict[torch._ops.OpOverload, list[str]]:
 
 
 def build_dir() -> Path:
-    root = Path(os.environ.get("GRAPHWRIGHT_CACHE") or Path.home() / ".cache" / "graphwright")
-    return root / "cpu_kernels" / f"torch-{torch.__version__.split('+')[0]}"
+    return cache_root() / "cpu_kernels" / f"torch-{torch.__version__.split('+')[0]}"
 
 
 def _load() -> None:
